@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make demo   set everything up, then run the demo pipeline on the embedded tiny model
+#   make test   set everything up if needed, then run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.medbase-installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch is pinned first: torch==2.13.0 is the CPU wheel; an unpinned torch pulls a
+# multi-GB CUDA build. The package's own `torch>=...` floor is then already met.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/medbase demo
+
+test: setup
+	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,66 @@
+"""Ray bootstrap, one helper for every stage.
+
+Connects to `address` or `RAY_ADDRESS` when set (inside a `ray job submit` job Ray sets
+it, so the same code runs unchanged there); otherwise starts a local Ray sized to the
+machine with its dashboard on loopback only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for Ray workers: DeepSpeed on CPU where there is no GPU, plus `extra`."""
+    env: dict[str, str] = {}
+    if "DS_ACCELERATOR" in os.environ:
+        env["DS_ACCELERATOR"] = os.environ["DS_ACCELERATOR"]
+    elif not _has_cuda():
+        env["DS_ACCELERATOR"] = "cpu"
+    for key in ("MEDBASE_CACHE", "XDG_CACHE_HOME", "HF_HOME"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.update(extra or {})
+    return env
+
+
+def init_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    env_vars: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Connect to or start Ray once per process; returns the cluster's resources."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.cluster_resources()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    runtime_env = {"env_vars": worker_env(env_vars)}
+    if address:
+        log.info("connecting to the Ray cluster at %s", address)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        cpus = num_cpus or os.cpu_count() or 1
+        log.info("starting a local Ray with %d CPUs (dashboard on 127.0.0.1)", cpus)
+        ray.init(
+            num_cpus=cpus,
+            dashboard_host="127.0.0.1",
+            runtime_env=runtime_env,
+            log_to_driver=True,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
+    return ray.cluster_resources()
