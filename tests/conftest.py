@@ -35,3 +35,38 @@ def ray_local():
     resources = init_ray(num_cpus=int(os.environ.get("MEDBASE_TEST_CPUS", "2")))
     yield resources
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_endpoint(ray_local, tiny_dir):
+    """The embedded (untrained) tiny model behind a real Ray Serve OpenAI endpoint.
+
+    Yields `.base_url` ("http://127.0.0.1:PORT/v1"), `.model` (the model id) and
+    `.model_path` (also as ["base_url"], ...). The Serve HTTP port is
+    $MEDBASE_TEST_SERVE_PORT (default 18000). One Ray cluster has one Serve proxy: an app
+    configured otherwise must be deployed under another name and route prefix
+    (see tests/serve/conftest.py `deploy_variant`). The replica holds no CPU so that
+    stages tested later in the session get all of them.
+    """
+    from ray import serve
+
+    from medbase_ray.config import PipelineConfig
+    from medbase_ray.serve import start_server
+
+    cfg = PipelineConfig()
+    cfg.serve.port = int(os.environ.get("MEDBASE_TEST_SERVE_PORT", "18000"))
+    cfg.serve.num_cpus = 0
+    cfg.serve.model_id = "tiny"
+    base_url = start_server(str(tiny_dir), cfg, name="tiny-endpoint", route_prefix="/")
+    yield _Endpoint(base_url=base_url, model="tiny", model_path=str(tiny_dir))
+    serve.delete("tiny-endpoint")
+
+
+class _Endpoint(dict):
+    """A dict whose keys are also attributes: endpoint.base_url == endpoint["base_url"]."""
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
