@@ -1,0 +1,375 @@
+"""`run_eval`: benchmark in, per-item results and a report out, resumable.
+
+    medbase eval                                   # the bundled benchmark, the embedded model
+    medbase eval --checkpoint runs/tiny/train/final --mode loglikelihood
+    medbase eval --base-url http://127.0.0.1:8000/v1 --mode generate
+
+Outputs in the stage directory (`<run>/eval/` unless `out_dir` says otherwise):
+`results.jsonl` (one eval result per line, appended as each item finishes, so a re-run
+skips the ids already there), `report.json`, `report.md`, `wrong_items.jsonl`,
+`config.yaml`, `fingerprint.json` (what the results depend on: a re-run with another
+model, mode or benchmark refuses to mix results) and `_SUCCESS`, written last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medbase_ray.corpus import CorpusError, read_eval_items, sample_dir
+from medbase_ray.corpus.writers import write_json, write_jsonl
+from medbase_ray.eval.config import EvalConfig
+from medbase_ray.eval.lm import EndpointLM, InProcessLM, LanguageModel
+from medbase_ray.eval.prompts import EvalError, Prompt, build_prompt, chat_renderer, template_for
+from medbase_ray.eval.report import build_report, render_markdown
+from medbase_ray.eval.scoring import score_item
+
+if TYPE_CHECKING:
+    from medbase_ray.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.jsonl"
+SUCCESS = "_SUCCESS"
+
+
+def _split_path(root: Path, split: str) -> Path | None:
+    for candidate in (root / f"{split}.json", root / split):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def resolve_benchmark(ecfg: EvalConfig) -> tuple[Path, Path | None]:
+    """(items' path, shots' path or None) from `eval.benchmark` / `eval.dev_benchmark`."""
+    root = Path(ecfg.benchmark) if ecfg.benchmark else sample_dir() / "xmedbench"
+    if not root.exists():
+        raise EvalError(f"benchmark {root} does not exist")
+    if root.is_dir():
+        test = _split_path(root, ecfg.split)
+        if test is None:
+            raise EvalError(f"benchmark {root} has no split {ecfg.split!r} ({ecfg.split}.json)")
+        dev = _split_path(root, ecfg.dev_split)
+    else:
+        test, dev = root, None
+    if ecfg.dev_benchmark:
+        dev = Path(ecfg.dev_benchmark)
+    if dev is not None and dev.resolve() == test.resolve():
+        raise EvalError(f"the shots must come from another split than the items ({test})")
+    return test, dev
+
+
+def load_benchmark(ecfg: EvalConfig) -> tuple[list[dict], list[dict], Path, Path | None]:
+    """Items and dev items (for shots); any bad item raises, naming file, row and field."""
+    test_path, dev_path = resolve_benchmark(ecfg)
+    items, _ = read_eval_items(test_path, source_languages=ecfg.source_languages)
+    dev: list[dict] = []
+    if ecfg.k_shot > 0:
+        if dev_path is None:
+            raise EvalError(
+                f"k_shot={ecfg.k_shot} needs a dev split: none found beside {test_path}; "
+                "set eval.dev_benchmark, or eval.k_shot=0"
+            )
+        dev, _ = read_eval_items(dev_path, source_languages=ecfg.source_languages)
+    if not items:
+        raise EvalError(f"benchmark {test_path} has no items")
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item["id"] in seen:
+            raise CorpusError(
+                str(test_path), i, "id", f"duplicate id {item['id']!r} (item {seen[item['id']]})"
+            )
+        seen[item["id"]] = i
+        template_for(item["language"])  # every language needs a prompt before any work
+    return items, dev, test_path, dev_path
+
+
+def _digest(rows: Sequence[dict]) -> str:
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(ecfg: EvalConfig, model: str, chat_format: str, items, dev) -> dict[str, Any]:
+    """Everything the per-item results depend on."""
+    return {
+        "model": model,
+        "chat_format": chat_format,
+        "mode": ecfg.mode,
+        "k_shot": ecfg.k_shot,
+        "max_prompt_tokens": ecfg.max_prompt_tokens,
+        "max_new_tokens": ecfg.max_new_tokens if ecfg.mode == "generate" else None,
+        "min_new_tokens": ecfg.min_new_tokens if ecfg.mode == "generate" else None,
+        "apollo_compat": ecfg.apollo_compat,
+        "seed": ecfg.seed,
+        "items": _digest(items),
+        "dev_items": _digest(dev),
+    }
+
+
+def read_done(path: Path, wanted: set[str]) -> dict[str, dict]:
+    """Results already in `path`; a torn last line (a crash mid-write) is cut off."""
+    if not path.exists():
+        return {}
+    done: dict[str, dict] = {}
+    good_bytes = 0
+    with path.open("rb") as f:
+        lines = f.readlines()
+    for n, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if n == len(lines) - 1:
+                log.warning("%s: dropping a torn last line", path)
+                break
+            raise CorpusError(str(path), n, "<line>", "invalid JSON in the results file") from None
+        if row.get("id") not in wanted:
+            raise CorpusError(
+                str(path), n, "id", f"{row.get('id')!r} is not an item of this benchmark"
+            )
+        done[row["id"]] = row
+        good_bytes += len(line)
+    if good_bytes < path.stat().st_size:
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
+    return done
+
+
+def _run_coroutine(coro: Coroutine) -> Any:
+    """asyncio.run, also from a caller that is itself inside an event loop (Jupyter, Serve)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def score_items(
+    lm: LanguageModel,
+    items: Sequence[dict],
+    prompts: dict[str, Prompt],
+    ecfg: EvalConfig,
+    results_path: Path,
+    done: int = 0,
+    total: int | None = None,
+) -> list[dict]:
+    """Score `items` with at most `max_in_flight` requests at once, appending each result."""
+    from tqdm.auto import tqdm
+
+    limit = asyncio.Semaphore(ecfg.max_in_flight)
+    out: list[dict] = []
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=total or len(items), initial=done, desc=f"eval {ecfg.mode}", unit="item")
+    with results_path.open("a", encoding="utf-8") as sink, bar:
+
+        async def one(item: dict) -> None:
+            async with limit:
+                row = await score_item(
+                    lm,
+                    item,
+                    prompts[item["id"]],
+                    ecfg.mode,
+                    ecfg.max_new_tokens,
+                    ecfg.min_new_tokens,
+                )
+            # The event loop runs one callback at a time: whole lines, never interleaved.
+            sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sink.flush()
+            out.append(row)
+            bar.update(1)
+
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+                for item in items:
+                    group.create_task(one(item))
+        except BaseExceptionGroup as failed:
+            # The first error as itself (the finished items are saved: a re-run resumes).
+            raise failed.exceptions[0] from None
+    return out
+
+
+def _endpoint(ecfg: EvalConfig, base_url: str) -> EndpointLM:
+    return EndpointLM(
+        base_url,
+        ecfg.model_name,
+        os.environ.get(ecfg.api_key_env),  # a secret: never logged
+        ecfg.max_retries,
+        ecfg.request_timeout_s,
+    )
+
+
+def write_outputs(out: Path, cfg: PipelineConfig, results: list[dict], report: dict) -> None:
+    from medbase_ray.config import dump_config
+
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    write_jsonl(out / "wrong_items.jsonl", (r for r in results if not r["correct"]))
+    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    (out / SUCCESS).write_text("")
+
+
+def run_eval(
+    cfg: PipelineConfig,
+    base_url: str | None = None,
+    model_path: str | None = None,
+    out_dir: str | None = None,
+    *,
+    lm: LanguageModel | None = None,
+) -> dict:
+    """Evaluate a model on the benchmark of `cfg.eval`; returns the report.
+
+    `base_url` (or `cfg.eval.base_url`): an OpenAI-compatible endpoint ("http://host:8000/v1").
+    Without one, `model_path` (default `cfg.model.name_or_path`) runs in-process. The
+    tokenizer of `model_path` measures and renders prompts in both cases. `lm` replaces
+    both with another backend (the Ray layer's model actor); `lm.name` identifies it.
+    """
+    ecfg = cfg.eval
+    base_url = None if lm is not None else (base_url or ecfg.base_url)
+    model_path = model_path or cfg.model.name_or_path
+    target = out_dir or cfg.run.stage_dir("eval")
+    items, dev, test_path, _ = load_benchmark(ecfg)
+    if "://" not in target:
+        return _run_coroutine(
+            _evaluate(cfg, base_url, model_path, Path(target), items, dev, test_path, lm)
+        )
+    # A cloud URI: work in a local copy (results.jsonl is appended line by line, which
+    # object stores cannot do), fetched first so a run resumes, sent back even on failure.
+    local = download_stage(target)
+    try:
+        return _run_coroutine(
+            _evaluate(cfg, base_url, model_path, local, items, dev, test_path, lm)
+        )
+    finally:
+        upload_stage(local, target)
+
+
+def download_stage(uri: str) -> Path:
+    """A local copy of the stage directory at `uri` (empty when it does not exist yet)."""
+    import pyarrow.fs as pafs
+
+    from medbase_ray.models.tiny import cache_root
+
+    local = cache_root() / "eval-staging" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    shutil.rmtree(local, ignore_errors=True)  # the URI is the truth, not an older copy
+    local.mkdir(parents=True)
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        pafs.copy_files(path, str(local), source_filesystem=fs)
+    return local
+
+
+def upload_stage(local: Path, uri: str) -> None:
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(str(local), path, destination_filesystem=fs)
+
+
+async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path, lm) -> dict:
+    from medbase_ray.models import load_tokenizer, resolve_model_path
+
+    ecfg = cfg.eval
+    endpoint = _endpoint(ecfg, base_url) if base_url else None
+    if endpoint is not None:
+        lm = endpoint
+    try:
+        if endpoint is not None:
+            model_id = f"{base_url} {await endpoint.resolve_model()}"
+        elif lm is not None:
+            model_id = lm.name
+        else:
+            model_id = resolve_model_path(model_path)
+        expected = fingerprint(ecfg, model_id, cfg.model.chat_format, items, dev)
+        fp_path = out / "fingerprint.json"
+        if fp_path.exists():
+            before = json.loads(fp_path.read_text(encoding="utf-8"))
+            if before != expected:
+                changed = sorted(k for k in expected if before.get(k) != expected[k])
+                raise EvalError(
+                    f"{out} holds results of another evaluation (differs in: {', '.join(changed)});"
+                    " give another out_dir or remove it"
+                )
+            if (out / SUCCESS).exists():
+                log.info("%s is complete; returning its report", out)
+                return json.loads((out / "report.json").read_text(encoding="utf-8"))
+        else:
+            write_json(fp_path, expected)
+
+        tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
+        if lm is None:
+            lm = InProcessLM.load(
+                model_path,
+                cfg.model.dtype,
+                ecfg.device,
+                cfg.model.trust_remote_code,
+                tokenizer,
+                ecfg.cpu_threads,
+            )
+        render = chat_renderer(cfg.model.chat_format, tokenizer)
+        prompts = {
+            item["id"]: build_prompt(
+                item,
+                dev,
+                mode=ecfg.mode,
+                k_shot=ecfg.k_shot,
+                max_prompt_tokens=ecfg.max_prompt_tokens,
+                seed=ecfg.seed,
+                render=render,
+                count_tokens=lambda text: len(tokenizer(text)["input_ids"]),
+                apollo_compat=ecfg.apollo_compat,
+            )
+            for item in items
+        }
+        done = read_done(out / RESULTS, {item["id"] for item in items})
+        todo = [item for item in items if item["id"] not in done]
+        log.info("%d items, %d already scored, %d to go", len(items), len(done), len(todo))
+        start = time.perf_counter()
+        new = await score_items(lm, todo, prompts, ecfg, out / RESULTS, len(done), len(items))
+        elapsed_s = time.perf_counter() - start
+    finally:
+        if lm is not None:
+            await lm.aclose()
+    by_id = {**done, **{row["id"]: row for row in new}}
+    results = [by_id[item["id"]] for item in items]
+    report = build_report(results, ecfg.bootstrap_samples, ecfg.seed)
+    report["run"] = {
+        "mode": ecfg.mode,
+        "model": model_id,
+        "endpoint": base_url,
+        "chat_format": cfg.model.chat_format,
+        "k_shot": ecfg.k_shot,
+        "apollo_compat": ecfg.apollo_compat,
+        "max_new_tokens": ecfg.max_new_tokens if ecfg.mode == "generate" else None,
+        "benchmark": str(test_path),
+        "split": ecfg.split,
+        "scored_now": len(new),
+        "elapsed_s": round(elapsed_s, 3),
+        "items_per_s": round(len(new) / elapsed_s, 3) if new and elapsed_s > 0 else None,
+        "over_length_prompts": sum(p.n_tokens > ecfg.max_prompt_tokens for p in prompts.values()),
+    }
+    write_outputs(out, cfg, results, report)
+    return report

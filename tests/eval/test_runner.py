@@ -1,0 +1,165 @@
+"""`run_eval` in-process on the embedded tiny model: outputs, scores, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medbase_ray.config import PipelineConfig, load_config
+from medbase_ray.corpus.records import parse_options
+from medbase_ray.eval import EvalError, extract_answer, run_eval
+
+
+def config(bench_dir: Path, tiny_dir: Path, *overrides: str) -> PipelineConfig:
+    return load_config(
+        preset="tiny",
+        overrides=[
+            f"eval.benchmark={bench_dir}",
+            f"model.name_or_path={tiny_dir}",
+            "eval.bootstrap_samples=200",
+            "eval.cpu_threads=1",  # a shared 2-core machine: see EvalConfig.cpu_threads
+            "eval.max_in_flight=4",
+            *overrides,
+        ],
+    )
+
+
+def read_results(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_loglikelihood_run_writes_results_report_and_resumes(
+    bench_dir: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    cfg = config(bench_dir, tiny_dir, "eval.mode=loglikelihood", "eval.k_shot=1")
+    out = tmp_path / "eval"
+    report = run_eval(cfg, out_dir=str(out))
+
+    for name in ("results.jsonl", "report.json", "report.md", "wrong_items.jsonl", "_SUCCESS"):
+        assert (out / name).exists(), name
+    results = read_results(out)
+    assert len(results) == report["items"] == 8
+    for row in results:
+        letters = list(parse_options(row["options"]))
+        assert list(row["scores"]) == letters
+        assert all(lp < 0 for lp in row["scores"].values())
+        assert row["prediction"] == max(letters, key=lambda x: row["scores"][x])
+        assert row["correct"] == (row["prediction"] == row["answer"])
+        assert row["n_shots"] == 1
+    wrong = [json.loads(x) for x in (out / "wrong_items.jsonl").read_text().splitlines()]
+    assert {w["id"] for w in wrong} == {r["id"] for r in results if not r["correct"]}
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["unextractable"] == 0
+    assert set(report["accuracy"]["macro_average"]["languages"]) == {
+        "en", "zh", "es", "fr", "ar", "hi"
+    }  # fmt: skip
+
+    # Interrupted after 3 items (and a torn 4th line): the re-run scores only the rest.
+    by_id = {r["id"]: r for r in results}
+    kept = results[:3]
+    lines = [json.dumps({**r, "marker": "kept"}, ensure_ascii=False) for r in kept]
+    (out / "results.jsonl").write_text("\n".join(lines) + '\n{"id": "te')
+    for name in ("_SUCCESS", "report.json"):
+        (out / name).unlink()
+    resumed = run_eval(cfg, out_dir=str(out))
+    again = read_results(out)
+    assert len(again) == 8 and resumed["run"]["scored_now"] == 5
+    assert [r.get("marker") for r in again[:3]] == ["kept"] * 3  # not scored again
+    for row in again[3:]:
+        assert row["scores"] == pytest.approx(by_id[row["id"]]["scores"], abs=1e-5)
+    assert resumed["accuracy"]["sources"] == report["accuracy"]["sources"]
+
+    # Complete: a re-run returns the report without scoring anything.
+    assert run_eval(cfg, out_dir=str(out))["run"]["scored_now"] == 5
+    # Another setup on the same directory is refused rather than mixed in.
+    with pytest.raises(EvalError, match="differs in: k_shot"):
+        run_eval(
+            config(bench_dir, tiny_dir, "eval.mode=loglikelihood", "eval.k_shot=2"),
+            out_dir=str(out),
+        )
+
+
+def test_loglikelihood_equals_a_direct_forward(bench_dir: Path, tiny_dir: Path) -> None:
+    """The batched, left-padded, logits_to_keep path equals one plain forward per option."""
+    import asyncio
+
+    import torch
+
+    from medbase_ray.eval import InProcessLM
+    from medbase_ray.eval.lm import torch_threads
+    from medbase_ray.eval.prompts import build_prompt, render_apollo
+    from medbase_ray.eval.runner import load_benchmark
+
+    cfg = config(bench_dir, tiny_dir, "eval.mode=cloze", "eval.k_shot=1")
+    items, dev, _, _ = load_benchmark(cfg.eval)
+    lm = InProcessLM.load(str(tiny_dir), cpu_threads=1)
+    tok, model = lm.tokenizer, lm.model
+    for mode, chosen in (("loglikelihood", (items[1], items[3])), ("cloze", (items[3], items[6]))):
+        for item in chosen:  # 5 options (en), zh, ar
+            p = build_prompt(
+                item, dev, mode=mode, k_shot=1, max_prompt_tokens=4096, seed=0,
+                render=render_apollo, count_tokens=len,
+            )  # fmt: skip
+            got = asyncio.run(lm.continuation_logprobs(p.context, list(p.continuations.values())))
+            for cont, value in zip(p.continuations.values(), got, strict=True):
+                ctx_ids = tok(p.context)["input_ids"]
+                ids = tok(p.context + cont)["input_ids"]
+                assert ids[: len(ctx_ids)] == ctx_ids  # the boundary is a token boundary here
+                with torch.inference_mode(), torch_threads(1):
+                    logits = model(torch.tensor([ids])).logits[0].float()
+                logprobs = torch.log_softmax(logits, -1)
+                expected = sum(
+                    logprobs[i - 1, ids[i]].item() for i in range(len(ctx_ids), len(ids))
+                )
+                assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_cloze_reports_length_normalised_accuracy(
+    bench_dir: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    cfg = config(bench_dir, tiny_dir, "eval.mode=cloze", "eval.k_shot=1")
+    report = run_eval(cfg, out_dir=str(tmp_path / "cloze"))
+    results = read_results(tmp_path / "cloze")
+    for row in results:
+        options = parse_options(row["options"])
+        norm = {k: v / len(options[k]) for k, v in row["scores"].items()}
+        assert row["prediction_norm"] == max(norm, key=norm.get)
+        assert row["correct_norm"] == (row["prediction_norm"] == row["answer"])
+    n_norm = sum(r["correct_norm"] for r in results if r["source"] == "headqa")
+    assert report["accuracy_norm"]["sources"]["headqa"]["correct"] == n_norm
+    assert "Length-normalised accuracy" in (tmp_path / "cloze" / "report.md").read_text()
+
+
+def test_generate_mode_extracts_from_the_response(
+    bench_dir: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    cfg = config(
+        bench_dir, tiny_dir, "eval.mode=generate", "eval.k_shot=0",
+        "eval.max_new_tokens=6", "eval.min_new_tokens=6",
+    )  # fmt: skip
+    report = run_eval(cfg, out_dir=str(tmp_path / "gen"))
+    results = read_results(tmp_path / "gen")
+    for row in results:
+        assert isinstance(row["response"], str) and row["scores"] == {}
+        options = parse_options(row["options"])
+        assert row["prediction"] == extract_answer(row["response"], row["language"], options)
+    assert report["unextractable"] == sum(r["prediction"] is None for r in results)
+    assert report["run"]["max_new_tokens"] == 6
+
+
+def test_a_uri_stage_directory_is_written_through_a_local_copy(
+    bench_dir: Path, tiny_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("MEDBASE_CACHE", str(tmp_path / "cache"))
+    cfg = config(bench_dir, tiny_dir, "eval.mode=loglikelihood", "eval.k_shot=0")
+    uri = f"file://{tmp_path}/bucket/run/eval"
+    report = run_eval(cfg, out_dir=uri)
+    remote = tmp_path / "bucket" / "run" / "eval"
+    assert (remote / "_SUCCESS").exists()
+    assert len(read_results(remote)) == 8
+    assert json.loads((remote / "report.json").read_text()) == report
+    # A re-run fetches the finished stage back and returns its report, scoring nothing.
+    (remote / "report.json").write_text(json.dumps({**report, "marker": 1}))
+    assert run_eval(cfg, out_dir=uri)["marker"] == 1
