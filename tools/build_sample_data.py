@@ -325,10 +325,13 @@ The {n_facts} facts are grouped by relation type; each has a subject and an
 answer term in all six languages. The QA file states every fact in three
 phrasings; each benchmark question asks about one fact in a fourth phrasing
 that no SFT question uses. The correct option is the answer term exactly as it
-appears in the SFT answers, and the distractors are answers of other facts of
-the same relation (or plausible wrong values for numeric facts), so a small
-model scored by option log-likelihood (cloze) should beat chance (25%) after
-training on the QA data. Test and dev items test different facts (a seeded
+appears in the SFT answers (the third answer of each fact starts with it, e.g.
+"Vitamin C. Scurvy results from a shortage of vitamin C.", because cloze scoring
+reads the option right after the assistant tag; options are capitalised like
+sentence starts in en/es/fr). The distractors are answers of other facts of the
+same relation (or plausible wrong values for numeric facts), so a small model
+scored by option log-likelihood (cloze) should beat chance (25%) after training
+on the QA data. Test and dev items test different facts (a seeded
 split, {DEV_FACTS_PER_RELATION} dev facts per relation); the correct letter is
 spread evenly over A-D.
 
