@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medbase_ray.config_base import StrictModel
+
+Task = Literal["qa", "dialogue", "translate"]
 
 
 class RewriteConfig(StrictModel):
     # Raw text records (ApolloCorpus *_text.json, JSONL or Parquet); None: bundled sample.
+    # With tasks == ["translate"] only, this is read as conversation records instead.
     input: str | None = None
-    tasks: list[Literal["qa", "dialogue", "translate"]] = Field(default_factory=lambda: ["qa"])
+    tasks: list[Task] = Field(default_factory=lambda: ["qa"], min_length=1)
     # Teacher: any OpenAI-compatible endpoint. The key is read from the environment
-    # variable named here, never from a file.
+    # variable named here, never from a file (and never logged).
     base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "medbase-tiny"
+    # "tiny": what `medbase serve` calls the embedded model, so the two work together.
+    model: str = "tiny"
     api_key_env: str = "OPENAI_API_KEY"
+    # Requests in flight over the whole run (split evenly across the actors) and an
+    # optional cap on requests started per second (also split).
     max_in_flight: int = Field(default=64, ge=1)
     qps: float | None = Field(default=None, gt=0)
+    # Retries of 429 (after Retry-After), 5xx, timeouts and connection errors are the
+    # openai client's own (exponential backoff with jitter); these are its settings.
     max_retries: int = Field(default=5, ge=0)
     timeout_s: float = Field(default=60.0, gt=0)
     temperature: float = Field(default=0.7, ge=0, le=2)
@@ -29,5 +37,37 @@ class RewriteConfig(StrictModel):
     chrf_threshold: float = Field(default=40.0, ge=0, le=100)
     min_turn_chars: int = Field(default=2, ge=1)
     max_turn_chars: int = Field(default=4000, ge=1)
-    # Prompt set (YAML); None: the shipped prompts.
+    # Passages longer than this are rejected (too_long) before any request, as Apollo
+    # skipped prompts over ~4k characters.
+    max_input_chars: int = Field(default=8000, ge=1)
+    # Prompt set (YAML); None: the shipped prompts (Apollo's).
     prompts_file: str | None = None
+    # Ray Data: actors that each run one asyncio loop with an AsyncOpenAI client, and
+    # how many CPUs each reserves (they mostly wait on the network).
+    num_actors: int = Field(default=2, ge=1)
+    actor_num_cpus: float = Field(default=0.25, gt=0)
+    # Items per Ray Data block (one actor call); None: the actor's share of
+    # max_in_flight. Small blocks keep the actors evenly busy to the end of a run.
+    rows_per_block: int | None = Field(default=None, ge=1)
+    # Finished items are written as one atomic shard every rows_per_shard items or
+    # flush_s seconds, whichever comes first (a killed run redoes only unwritten items).
+    rows_per_shard: int = Field(default=2048, ge=1)
+    flush_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> RewriteConfig:
+        from medbase_ray.corpus.languages import LANGUAGES
+
+        problems = []
+        if len(set(self.tasks)) != len(self.tasks):
+            problems.append(f"tasks: listed twice in {self.tasks}")
+        unknown = [c for c in self.target_languages if c not in LANGUAGES]
+        if unknown:
+            problems.append(f"target_languages: unknown {unknown}; known: {', '.join(LANGUAGES)}")
+        if "translate" in self.tasks and not self.target_languages:
+            problems.append("target_languages: the translate task needs at least one")
+        if self.min_turn_chars > self.max_turn_chars:
+            problems.append("min_turn_chars is larger than max_turn_chars")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
