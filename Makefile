@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.medbase-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-learning lint bench clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,10 @@ demo: setup
 	$(VENV)/bin/medbase demo
 
 test: setup
-	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q
+	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q -m "not learning"
+
+test-learning: setup
+	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q -s tests/test_pipeline.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
