@@ -1,0 +1,329 @@
+"""Prepare: tokens/s, padding and peak memory of `medbase prepare` against the reference.
+
+The reference is the approach of the Apollo code (src/process/prepare/
+data_process_train_qwen.py): one process, `tokenizer.encode` per turn of each sample,
+next-fit packing in order, every row in memory until it is written. Same tokenizer
+(the embedded tiny one), same corpus, same chat format and seq_len, in one run; both
+write Parquet. The corpus is the bundled conversations replicated (part-NNNN/ copies
+of every file, each file holding its conversations REPEAT times) to >= 20 million
+characters; memory is measured again at 4x that size.
+
+tokens/s counts real (non-padding) tokens over the wall time of the run, Ray already
+started and its workers warm (a cluster is started once, not per dataset); the cold
+first run is shown apart. Ray's workers run at the reference's priority (nice 0). CPU
+seconds (driver and workers) are shown too: on a machine shared with other work, wall
+time depends on what else runs, CPU time much less.
+Peak memory (sampled every 50 ms) is shown as the largest sum of the resident memory of
+the driver and its Ray workers, and as the largest single process: the figure is the
+latter's 4x/1x ratio, since what must not grow with the corpus is what one process
+holds (the number of workers follows the CPUs, and whether two of them peak at the
+same instant is chance).
+
+    .venv/bin/python benchmarks/prepare.py           # 20M characters (and 80M), minutes
+    .venv/bin/python benchmarks/prepare.py --quick   # 3M characters (and 13M), under a minute
+
+Prints a Markdown table, then (last line) the JSON list of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medbase_ray.config import load_config
+from medbase_ray.corpus import sample_dir
+from medbase_ray.models import load_tokenizer
+from medbase_ray.models.chat import apollo_segments
+from medbase_ray.prepare import run_prepare
+from medbase_ray.prepare.manifest import pad_id_of
+from medbase_ray.prepare.packing import assemble_rows
+from medbase_ray.prepare.tokenization import IGNORE_INDEX
+from medbase_ray.ray_runtime import init_ray
+
+# Conversations of a bundled file repeated in each copy (files of 0.2-3 MB), so that at
+# 1x the file groups of one Ray task (prepare.task_input_mb) are already full and the
+# 1x/4x memory comparison measures growth with the corpus, not with the group size.
+REPEAT = 40
+GOAL_SPEEDUP, GOAL_PADDING, GOAL_MEMORY_RATIO = 1.8, 0.01, 1.1
+
+
+def build_corpus(
+    root: Path, target_chars: int, start_part: int = 0, repeat: int = REPEAT
+) -> tuple[int, int]:
+    """Copies of the bundled conversation files until `target_chars`; (chars, files)."""
+    files = [f for f in sorted((sample_dir() / "apollo").glob("*.json")) if "_text" not in f.name]
+    payloads = []
+    for f in files:
+        data = json.loads(f.read_text(encoding="utf-8")) * repeat
+        chars = sum(len(t) for conv in data for t in conv)
+        payloads.append((f.name, json.dumps(data, ensure_ascii=False), chars))
+    per_part = sum(c for _, _, c in payloads)
+    parts = -(-target_chars // per_part)
+    for j in range(start_part, start_part + parts):
+        d = root / f"part-{j:04d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text, _ in payloads:
+            (d / name).write_text(text, encoding="utf-8")
+    return parts * per_part, parts * len(payloads)
+
+
+class Meter:
+    """Resources of this process and the workers of its local Ray (Ray's own agents
+    apart) while in the `with` block: peak resident memory (the largest sum at one
+    instant, and the largest single process), and CPU seconds used."""
+
+    def __init__(self, with_ray: bool) -> None:
+        self.raylet = None
+        if with_ray:
+            import ray
+
+            node = ray._private.worker._global_node
+            self.raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+        self.peak = 0
+        self.largest = 0
+        self.cpu_s = 0.0
+        self._stop = threading.Event()
+
+    def _processes(self) -> list[psutil.Process]:
+        procs = [psutil.Process(os.getpid())]
+        if self.raylet is not None:
+            procs += [p for p in self.raylet.children(recursive=True) if "Agent" not in p.name()]
+        return procs
+
+    def _cpu(self) -> dict[int, float]:
+        out = {}
+        for p in self._processes():
+            with contextlib.suppress(psutil.Error):  # a worker that just exited
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+        return out
+
+    def _sample(self) -> None:
+        sizes = []
+        for p in self._processes():
+            with contextlib.suppress(psutil.Error):
+                sizes.append(p.memory_info().rss)
+        self.peak = max(self.peak, sum(sizes))
+        self.largest = max(self.largest, *sizes)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> Meter:
+        self._cpu_start = self._cpu()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        end = self._cpu()
+        self.cpu_s = sum(t - self._cpu_start.get(pid, 0.0) for pid, t in end.items())
+
+
+def run_reference(corpus: Path, seq_len: int, out: Path) -> dict:
+    """Apollo's way: one process, encode per turn, next-fit in order, rows in memory.
+
+    Run in a process of its own (see main), so that the memory it holds stays out of
+    the driver's figures; the tokenizer is loaded before the clock starts."""
+    tokenizer = load_tokenizer("tiny")
+    pad = pad_id_of(tokenizer)
+    with Meter(with_ray=False) as mem:
+        t0 = time.perf_counter()
+        ids_rows, label_rows, pos_rows = [], [], []
+        row_ids, row_labels, row_lens = [], [], []
+        real = 0
+
+        def flush() -> None:
+            rows = assemble_rows(row_ids, row_labels, [list(range(len(row_ids)))], seq_len, pad)
+            ids_rows.append(rows["input_ids"][0].tolist())
+            label_rows.append(rows["labels"][0].tolist())
+            pos_rows.append(rows["position_ids"][0].tolist())
+            row_ids.clear(), row_labels.clear(), row_lens.clear()
+
+        for path in sorted(corpus.rglob("*.json")):
+            for turns in json.loads(path.read_text(encoding="utf-8")):
+                ids: list[int] = []
+                labels: list[int] = []
+                for text, trained in apollo_segments(turns, tokenizer.eos_token):
+                    seg = tokenizer.encode(text, add_special_tokens=False)
+                    ids += seg
+                    labels += seg if trained else [IGNORE_INDEX] * len(seg)
+                ids, labels = ids[:seq_len], labels[:seq_len]
+                labels[0] = IGNORE_INDEX
+                if sum(row_lens) + len(ids) > seq_len:  # next-fit, in order
+                    flush()
+                row_ids.append(ids), row_labels.append(labels), row_lens.append(len(ids))
+                real += len(ids)
+        if row_ids:
+            flush()
+        table = pa.table(
+            {"input_ids": ids_rows, "labels": label_rows, "position_ids": pos_rows},
+            schema=pa.schema(
+                [(n, pa.list_(pa.int32())) for n in ("input_ids", "labels", "position_ids")]
+            ),
+        )
+        pq.write_table(table, out)
+        elapsed = time.perf_counter() - t0
+    rows = len(ids_rows)
+    return {
+        "elapsed_s": elapsed,
+        "real_tokens": real,
+        "rows": rows,
+        "padding": 1 - real / (rows * seq_len),
+        "peak_mib": mem.peak / 2**20,
+        "largest_mib": mem.largest / 2**20,
+        "cpu_s": mem.cpu_s,
+    }
+
+
+def run_ours(corpus: Path, root: Path, name: str, seq_len: int, packing: str) -> dict:
+    cfg = load_config(
+        preset="tiny",
+        overrides=[
+            f"run.root={root}",
+            f"run.name={name}",
+            f"prepare.inputs={json.dumps([str(corpus)])}",
+            f"prepare.seq_len={seq_len}",
+            f"prepare.packing={packing}",
+        ],
+    )
+    with Meter(with_ray=True) as mem:
+        t0 = time.perf_counter()
+        summary = run_prepare(cfg)
+        elapsed = time.perf_counter() - t0
+    t = summary["manifest"]["totals"]
+    return {
+        "elapsed_s": elapsed,
+        "real_tokens": t["real_tokens"],
+        "rows": t["rows"],
+        "padding": t["padding_fraction"],
+        "peak_mib": mem.peak / 2**20,
+        "largest_mib": mem.largest / 2**20,
+        "cpu_s": mem.cpu_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3M characters, under a minute")
+    parser.add_argument("--seq-len", type=int, default=2048, help="headline seq_len")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    args = parser.parse_args()
+    target = 2_000_000 if args.quick else 20_000_000
+    repeat = REPEAT // 4 if args.quick else REPEAT
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker
+    # Ray starts its workers at nice 15; on a machine shared with other work they would
+    # then lose the CPUs to the reference, which runs at nice 0. Same priority for both.
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray reads this exact name)
+    tmp = Path(tempfile.mkdtemp(prefix="medbase-bench-prepare-"))
+    try:
+        corpus = tmp / "corpus"
+        chars, n_files = build_corpus(corpus, target, repeat=repeat)
+        init_ray(num_cpus=args.cpus)
+        warm = tmp / "warm"
+        build_corpus(warm, 1)
+        t0 = time.perf_counter()
+        run_ours(warm, tmp / "runs", "warm", args.seq_len, "best_fit")
+        cold_s = time.perf_counter() - t0
+
+        ours = run_ours(corpus, tmp / "runs", "x1", args.seq_len, "best_fit")
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            ref = pool.submit(
+                run_reference, corpus, args.seq_len, tmp / "reference.parquet"
+            ).result()
+        small = None
+        if not args.quick:  # padding at the tiny preset's seq_len, both packers
+            small = (
+                run_ours(corpus, tmp / "runs", "x1-512", 512, "best_fit"),
+                run_ours(corpus, tmp / "runs", "x1-512-nf", 512, "next_fit"),
+            )
+        build_corpus(corpus, 3 * chars, start_part=len(list(corpus.iterdir())), repeat=repeat)
+        ours4 = run_ours(corpus, tmp / "runs", "x4", args.seq_len, "best_fit")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    same = ours["real_tokens"] == ref["real_tokens"]
+    speedup = (ours["real_tokens"] / ours["elapsed_s"]) / (ref["real_tokens"] / ref["elapsed_s"])
+    mem_ratio = ours4["largest_mib"] / ours["largest_mib"]
+    print(
+        f"corpus: {chars / 1e6:.1f}M characters in {n_files} files (x4: {4 * chars / 1e6:.1f}M), "
+        f"{ours['real_tokens'] / 1e6:.2f}M tokens; Ray with {args.cpus} CPUs; "
+        f"cold first run (workers starting) {cold_s:.1f}s; same tokens as the reference: {same}"
+    )
+    print()
+    print(
+        f"| seq_len {args.seq_len} | medbase prepare (Ray Data, best_fit) | Apollo reference (1 process, next_fit) |"
+    )
+    print("| --- | ---: | ---: |")
+    print(f"| wall time, 1x | {ours['elapsed_s']:.1f} s | {ref['elapsed_s']:.1f} s |")
+    print(
+        f"| tokens/s, 1x | {ours['real_tokens'] / ours['elapsed_s']:,.0f} | {ref['real_tokens'] / ref['elapsed_s']:,.0f} |"
+    )
+    print(
+        f"| CPU seconds (tokens per CPU-second) | {ours['cpu_s']:.1f} "
+        f"({ours['real_tokens'] / ours['cpu_s']:,.0f}) | {ref['cpu_s']:.1f} "
+        f"({ref['real_tokens'] / ref['cpu_s']:,.0f}) |"
+    )
+    print(f"| speed-up | {speedup:.2f}x | 1x |")
+    print(f"| rows | {ours['rows']} | {ref['rows']} |")
+    print(f"| padding fraction | {ours['padding']:.2%} | {ref['padding']:.2%} |")
+    if small:
+        print(
+            f"| padding fraction at seq_len 512 | {small[0]['padding']:.2%} | {small[1]['padding']:.2%} (next_fit) |"
+        )
+    print(
+        f"| peak memory, 1x: all processes / largest one | {ours['peak_mib']:.0f} / "
+        f"{ours['largest_mib']:.0f} MiB | {ref['peak_mib']:.0f} MiB |"
+    )
+    print(
+        f"| peak memory, 4x: all processes / largest one | {ours4['peak_mib']:.0f} / "
+        f"{ours4['largest_mib']:.0f} MiB ({ours4['elapsed_s']:.1f} s) | - |"
+    )
+    print()
+    print(
+        json.dumps(
+            [
+                {
+                    "name": "prepare_tokens_per_s_speedup_vs_apollo",
+                    "value": round(speedup, 3),
+                    "goal": GOAL_SPEEDUP,
+                    "higher_is_better": True,
+                },
+                {
+                    "name": "best_fit_padding_fraction",
+                    "value": round(ours["padding"], 5),
+                    "goal": GOAL_PADDING,
+                    "higher_is_better": False,
+                },
+                {
+                    "name": "prepare_peak_memory_4x_over_1x",
+                    "value": round(mem_ratio, 3),
+                    "goal": GOAL_MEMORY_RATIO,
+                    "higher_is_better": False,
+                },
+            ]
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
