@@ -1,0 +1,98 @@
+"""Fixtures of the train tests: bundled conversations prepared into short packed rows.
+
+Runs are kept to a handful of steps of 128-token rows so that tests/train stays within
+its budget on 2 cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from medbase_ray.config import PipelineConfig, load_config
+
+SEQ_LEN = 128
+
+
+def make_config(tmp: Path, *overrides: str) -> PipelineConfig:
+    """The tiny preset, shrunk for tests; `overrides` as on the command line."""
+    return load_config(
+        preset="tiny",
+        overrides=[
+            f"run.root={tmp}",
+            "run.name=t",
+            f"prepare.seq_len={SEQ_LEN}",
+            "train.micro_batch_size=2",
+            "train.grad_accum_steps=1",
+            "train.warmup_ratio=0.1",
+            "train.log_steps=1",
+            "train.keep_last=2",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def make_cfg():
+    """`make_cfg(tmp_path, "train.zero_stage=3", ...)`: a test config."""
+    return make_config
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(ray_local, tmp_path_factory) -> str:
+    """The bundled sample, prepared (tokenized, loss-masked, packed) for the tiny model."""
+    from medbase_ray.prepare import run_prepare
+
+    cfg = make_config(tmp_path_factory.mktemp("prepare"))
+    return run_prepare(cfg)["output_dir"]
+
+
+@pytest.fixture(scope="session")
+def packed_rows(prepared_dir) -> pa.Table:
+    """The mixture's packed rows, in its deterministic order."""
+    import ray
+
+    from medbase_ray.prepare import MixtureSpec, resolve_mixture
+
+    dataset, _ = resolve_mixture(prepared_dir, MixtureSpec())
+    return pa.concat_tables(ray.get(dataset.to_arrow_refs()))
+
+
+@pytest.fixture(scope="session")
+def local_rows(tiny_dir) -> pa.Table:
+    """Packed rows of bundled conversations made in this process, without Ray (the
+    prepare stage's pure functions): for the tests of the loop alone."""
+    from medbase_ray.corpus import read_conversations, sample_dir
+    from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
+    from medbase_ray.models import load_tokenizer
+    from medbase_ray.prepare import pack_best_fit
+    from medbase_ray.prepare.packing import assemble_rows
+    from medbase_ray.prepare.tokenization import tokenize_conversations
+
+    tokenizer = load_tokenizer(str(tiny_dir))
+    conversations, _ = read_conversations(sample_dir() / "apollo")
+    turns = [c["turns"] for c in conversations[:120]]
+    samples = [
+        s for s in tokenize_conversations(tokenizer, turns, "apollo", SEQ_LEN) if not s.reject
+    ]
+    bins = pack_best_fit([len(s.input_ids) for s in samples], SEQ_LEN)
+    rows = assemble_rows(
+        [s.input_ids for s in samples],
+        [s.labels for s in samples],
+        bins,
+        SEQ_LEN,
+        tokenizer.pad_token_id,
+    )
+    n = len(bins)
+    data = {k: [r.tolist() for r in rows[k]] for k in ("input_ids", "labels", "position_ids")}
+    return pa.table(
+        {
+            **data,
+            "source": ["sample"] * n,
+            "language": ["en"] * n,
+            "n_real_tokens": rows["n_real_tokens"],
+        },
+        schema=PACKED_ROW_SCHEMA,
+    )
