@@ -81,10 +81,57 @@ def rewrite(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the requests and ~tokens it would spend; send none."),
+    ] = False,
+    input_: Annotated[
+        str | None,
+        typer.Option(
+            "--input", help="Raw text: ApolloCorpus dir, *_text.json, JSONL or Parquet file."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Teacher: any OpenAI-compatible /v1 URL.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Teacher model name.")] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", help="qa, dialogue or translate (repeatable)."),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", help="translate: target language code (repeatable)."),
+    ] = None,
 ) -> None:
-    """Back-translate raw medical text into QA pairs and dialogues through a teacher LLM."""
-    _config(config, preset, set_, address)
-    _not_yet("rewrite")
+    """Back-translate raw medical text into QA pairs and dialogues through a teacher LLM.
+
+    The API key is read from the environment variable rewrite.api_key_env
+    (OPENAI_API_KEY by default). Re-running resumes: finished items are skipped.
+    """
+    options = {
+        "input": input_,
+        "base_url": base_url,
+        "model": model,
+        "tasks": task,
+        "target_languages": target,
+    }
+    overrides = list(set_ or []) + [
+        f"rewrite.{key}={json.dumps(value)}" for key, value in options.items() if value
+    ]
+    cfg = _config(config, preset, overrides, address)
+    from medbase_ray.rewrite import run_rewrite
+    from medbase_ray.rewrite.teacher import TeacherUnusable
+
+    try:
+        summary = run_rewrite(cfg, dry_run=dry_run)
+    except ValueError as exc:  # bad input or prompt set, named before any request
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TeacherUnusable as exc:  # wrong URL, model or key: finished work is kept
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
 
 
 @app.command()
@@ -95,8 +142,19 @@ def prepare(
     address: AddressOpt = None,
 ) -> None:
     """Render, tokenize, loss-mask and pack conversations into fixed-length rows."""
-    _config(config, preset, set_, address)
-    _not_yet("prepare")
+    from medbase_ray.corpus import CorpusError
+    from medbase_ray.prepare.manifest import summary_table
+    from medbase_ray.prepare.pipeline import PrepareError, run_prepare
+
+    cfg = _config(config, preset, set_, address)
+    try:
+        summary = run_prepare(cfg)
+    except (CorpusError, PrepareError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    state = "already complete, skipped" if summary["skipped"] else "written"
+    typer.echo(f"prepared: {summary['output_dir']} ({state})")
+    typer.echo(summary_table(summary["manifest"]))
 
 
 @app.command()
@@ -105,10 +163,38 @@ def train(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Prepared directory to train on (default: <run>/prepared)."),
+    ] = None,
+    dev_data: Annotated[
+        str | None,
+        typer.Option("--dev-data", help="Prepared directory for the dev loss (eval_steps)."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run from its latest checkpoint, exactly."),
+    ] = False,
 ) -> None:
-    """Supervised fine-tuning with DeepSpeed ZeRO on Ray Train."""
-    _config(config, preset, set_, address)
-    _not_yet("train")
+    """Supervised fine-tuning with DeepSpeed ZeRO on Ray Train.
+
+    Prints the final checkpoint: a Hugging Face model directory that `medbase serve`
+    and `medbase eval` load as it is.
+    """
+    from medbase_ray.prepare import FingerprintMismatch
+    from medbase_ray.train import TrainRunError, load_dev_data, run_train
+
+    cfg = _config(config, preset, set_, address)
+    try:
+        dev = load_dev_data(cfg, dev_data) if dev_data else None
+        out = run_train(cfg, dev_dataset=dev, resume=resume, data_dir=data)
+    except (TrainRunError, FingerprintMismatch, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    final = out.get("final") or {}
+    shown = ", ".join(f"{k} {final[k]:.4g}" for k in ("loss", "dev_loss") if k in final)
+    typer.echo(f"trained {out['steps']} steps ({shown}); run dir {out['run_dir']}")
+    typer.echo(out["checkpoint"])
 
 
 @app.command()
@@ -125,14 +211,29 @@ def tune(
 
 @app.command()
 def serve(
+    checkpoint: Annotated[
+        str, typer.Argument(help='"tiny" (the embedded model) or a Hugging Face model directory.')
+    ] = "tiny",
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
-    """Serve a checkpoint behind an OpenAI-compatible API on Ray Serve."""
-    _config(config, preset, set_, address)
-    _not_yet("serve")
+    """Serve a checkpoint behind an OpenAI-compatible API on Ray Serve (Ctrl-C to stop).
+
+    Prints the base URL for OpenAI clients; with $MEDBASE_API_KEY set, requests need
+    `Authorization: Bearer <key>`.
+    """
+    cfg = _config(config, preset, set_, address)
+    if checkpoint != "tiny" and not Path(checkpoint).is_dir():
+        typer.echo(f"error: checkpoint {checkpoint} is not a directory (or 'tiny')", err=True)
+        raise typer.Exit(2)
+    from medbase_ray.serve.app import start_server, wait_until_interrupted
+
+    name = "medbase"
+    url = start_server(checkpoint, cfg, name=name, route_prefix=cfg.serve.route_prefix)
+    typer.echo(url)
+    wait_until_interrupted(name)
 
 
 @app.command(name="eval")
@@ -141,10 +242,60 @@ def eval_(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint",
+            help="Model directory to run in-process (default: model.name_or_path); "
+            "with --base-url, the tokenizer to measure prompts with.",
+        ),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="generate, loglikelihood or cloze (default: eval.mode)."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Output directory (default: <run>/eval).")
+    ] = None,
 ) -> None:
-    """Run the multilingual medical benchmark against an endpoint or a checkpoint."""
-    _config(config, preset, set_, address)
-    _not_yet("eval")
+    """Run the multilingual medical benchmark against an endpoint or a checkpoint.
+
+    Writes results.jsonl (resumable), report.json, report.md and wrong_items.jsonl.
+    With --address the checkpoint runs in a Ray actor on that cluster.
+    """
+    from openai import OpenAIError
+
+    from medbase_ray.corpus import CorpusError
+    from medbase_ray.eval.prompts import EvalError
+
+    cfg = _config(config, preset, (set_ or []) + ([f"eval.mode={mode}"] if mode else []), address)
+    try:
+        if address:
+            from medbase_ray.eval.remote import run_eval_on_ray
+
+            report = run_eval_on_ray(cfg, base_url, checkpoint, out)
+        else:
+            from medbase_ray.eval import run_eval
+
+            report = run_eval(cfg, base_url, checkpoint, out)
+    except (EvalError, CorpusError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OpenAIError as exc:
+        typer.echo(
+            f"error from the endpoint: {exc} (finished items are kept; re-run to resume)", err=True
+        )
+        raise typer.Exit(1) from None
+    from medbase_ray.eval.report import render_markdown
+
+    typer.echo(render_markdown(report))
+    typer.echo(f"outputs in {out or cfg.run.stage_dir('eval')}")
 
 
 @app.command()

@@ -11,7 +11,10 @@ STAGES = ("rewrite", "prepare", "train", "tune", "serve", "eval", "demo", "docto
 
 def medbase(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "medbase_ray.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "medbase_ray.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -130,12 +130,19 @@ def test_eval_items_language_from_source(tmp_path: Path) -> None:
         {"question": "q", "options": "(A) x\n(B) y", "answer": "A", "source": "private-set"},
     ]
     path = write(tmp_path / "test.json", items)
-    with pytest.raises(CorpusError, match=r"row 1, field 'answer': \(C\) is not one of the options"):
+    with pytest.raises(
+        CorpusError, match=r"row 1, field 'answer': \(C\) is not one of the options"
+    ):
         read_eval_items(path)
     sink = RejectSink()
     got, counts = read_eval_items(path, on_error="reject", rejects=sink)
     assert [(g["language"], g["answer"]) for g in got] == [("es", "B")]
-    assert [(r.index, r.field) for r in sink.rows] == [(1, "answer"), (2, "answer"), (3, "options"), (4, "source")]
+    assert [(r.index, r.field) for r in sink.rows] == [
+        (1, "answer"),
+        (2, "answer"),
+        (3, "options"),
+        (4, "source"),
+    ]
     got, _ = read_eval_items(path, on_error="reject", source_languages={"private-set": "hi"})
     assert got[-1]["language"] == "hi"
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from medbase_ray.corpus import LANGUAGES, read_conversations, read_eval_items, read_raw_texts, sample_dir
+from medbase_ray.corpus import (
+    LANGUAGES,
+    read_conversations,
+    read_eval_items,
+    read_raw_texts,
+    sample_dir,
+)
 from medbase_ray.corpus.records import parse_options
 
 
@@ -43,7 +49,9 @@ def test_every_test_answer_is_stated_in_the_sft_data() -> None:
     convs, _ = read_conversations(sample_dir() / "apollo")
     answers_by_lang: dict[str, str] = {}
     for c in convs:
-        answers_by_lang[c["language"]] = answers_by_lang.get(c["language"], "") + "\n".join(c["turns"][1::2])
+        answers_by_lang[c["language"]] = answers_by_lang.get(c["language"], "") + "\n".join(
+            c["turns"][1::2]
+        )
     questions = {t for c in convs for t in c["turns"][0::2]}
     test, _ = read_eval_items(sample_dir() / "xmedbench" / "test.json")
     for item in test:

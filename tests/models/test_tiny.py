@@ -50,8 +50,15 @@ def test_round_trip_in_all_six_languages(tiny_dir: Path) -> None:
 
 def test_chat_template_matches_apollo_format(tiny_dir: Path) -> None:
     tok = load_tokenizer(str(tiny_dir))
-    turns = ["What causes scurvy?", "Vitamin C deficiency.", "And rickets?", "Vitamin D deficiency."]
-    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+    turns = [
+        "What causes scurvy?",
+        "Vitamin C deficiency.",
+        "And rickets?",
+        "Vitamin D deficiency.",
+    ]
+    messages = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)
+    ]
     rendered = "".join(t for t, _ in apollo_segments(turns))
     assert tok.apply_chat_template(messages, tokenize=False) == rendered
     assert rendered == (
