@@ -54,32 +54,32 @@ def latest_checkpoint(run_dir: str) -> str | None:
 
 
 def _read_success(run_dir: str) -> dict[str, Any] | None:
+    from medbase_ray.prepare import storage  # pyarrow filesystems: local dirs and URIs
+
+    marker = storage.join(run_dir, SUCCESS_FILE)
+    return json.loads(storage.read_bytes(marker)) if storage.exists(marker) else None
+
+
+def _read_history(run_dir: str) -> list[dict[str, float]]:
+    from medbase_ray.prepare import storage
+
+    if not is_remote(run_dir):
+        return read_metrics(os.path.join(run_dir, "metrics.csv"))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp, "metrics.csv")
+        uri = storage.join(run_dir, "metrics.csv")
+        local.write_bytes(storage.read_bytes(uri) if storage.exists(uri) else b"")
+        return read_metrics(local)
+
+
+def _upload_logs(log_dir: str, run_dir: str) -> None:
+    """metrics.csv and tensorboard/, written locally on the driver's node, to storage."""
     import pyarrow.fs as pafs
 
-    fs, path = (
-        pafs.FileSystem.from_uri(run_dir)
-        if is_remote(run_dir)
-        else (pafs.LocalFileSystem(), run_dir)
-    )
-    marker = f"{path}/{SUCCESS_FILE}"
-    if fs.get_file_info(marker).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(marker) as f:
-        return json.loads(f.read().decode())
+    from medbase_ray.prepare import storage
 
-
-def _write_files(run_dir: str, files: dict[str, str]) -> None:
-    import pyarrow.fs as pafs
-
-    fs, path = (
-        pafs.FileSystem.from_uri(run_dir)
-        if is_remote(run_dir)
-        else (pafs.LocalFileSystem(), run_dir)
-    )
-    fs.create_dir(path, recursive=True)
-    for name, text in files.items():
-        with fs.open_output_stream(f"{path}/{name}") as f:
-            f.write(text.encode())
+    fs, path = storage.resolve(run_dir)
+    pafs.copy_files(log_dir, path, pafs.LocalFileSystem(), fs)
 
 
 def export_final(run_dir: str, checkpoint) -> str:
@@ -87,13 +87,11 @@ def export_final(run_dir: str, checkpoint) -> str:
     without its training state: what serve and eval load, under a stable name."""
     import pyarrow.fs as pafs
 
+    from medbase_ray.prepare import storage
     from medbase_ray.train.checkpoint import TRAINING_STATE_DIR
 
     fs, src = checkpoint.filesystem, checkpoint.path
-    if is_remote(run_dir):
-        _, dst = pafs.FileSystem.from_uri(f"{run_dir}/final")
-    else:
-        dst = os.path.join(run_dir, "final")
+    _, dst = storage.resolve(storage.join(run_dir, "final"))
     if fs.get_file_info(dst).type != pafs.FileType.NotFound:
         fs.delete_dir(dst)
     fs.create_dir(dst, recursive=True)
@@ -141,6 +139,7 @@ def run_train(
 
     from medbase_ray.config import dump_config
     from medbase_ray.models.loading import load_tokenizer
+    from medbase_ray.prepare import storage
     from medbase_ray.ray_runtime import init_ray, worker_env
     from medbase_ray.train.data import check_columns, check_prepared, load_prepared
     from medbase_ray.train.loop import WorkerRun
@@ -154,9 +153,8 @@ def run_train(
         log.info(
             "train: %s is complete (final checkpoint %s); skipping", run_dir, done["checkpoint"]
         )
-        history = [] if is_remote(run_dir) else read_metrics(os.path.join(run_dir, "metrics.csv"))
         local = _local_checkpoint(done["checkpoint"])
-        return done | {"checkpoint": local, "metrics": history, "skipped": True}
+        return done | {"checkpoint": local, "metrics": _read_history(run_dir), "skipped": True}
     existing = latest_checkpoint(run_dir)
     if existing and not resume:
         raise TrainRunError(
@@ -197,9 +195,12 @@ def run_train(
     # metrics.csv / TensorBoard are written on the driver's node, in the run directory
     # when it is local (uploaded beside the checkpoints at the end otherwise).
     log_dir = tempfile.mkdtemp(prefix="medbase-train-log-") if is_remote(run_dir) else run_dir
+    earlier_csv = storage.join(run_dir, "metrics.csv")
+    if is_remote(run_dir) and storage.exists(earlier_csv):  # a resumed run keeps its history
+        Path(log_dir, "metrics.csv").write_bytes(storage.read_bytes(earlier_csv))
     env = worker_env(cfg.ray.env_vars) | ({} if train.use_gpu else {"DS_ACCELERATOR": "cpu"})
     trainer = build_trainer(run, datasets, run_dir, log_dir, env)
-    _write_files(run_dir, {"config.yaml": dump_config(cfg)})
+    storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_config(cfg).encode())
     try:
         result = trainer.fit()
     except TrainingFailedError as exc:
@@ -216,8 +217,7 @@ def run_train(
 
     history = read_metrics(os.path.join(log_dir, "metrics.csv"))
     if is_remote(run_dir):
-        csv_text = Path(log_dir, "metrics.csv").read_text()
-        _write_files(run_dir, {"metrics.csv": csv_text})
+        _upload_logs(log_dir, run_dir)
     final = export_final(run_dir, result.checkpoint)
     summary = {
         "checkpoint": final,
@@ -227,7 +227,7 @@ def run_train(
         "plan": plan.to_dict(),
         "final": history[-1] if history else result.metrics,
     }
-    _write_files(run_dir, {SUCCESS_FILE: json.dumps(summary, indent=2) + "\n"})
+    storage.write_bytes(storage.join(run_dir, SUCCESS_FILE), json.dumps(summary, indent=2).encode())
     out = summary | {"checkpoint": _local_checkpoint(final), "metrics": history}
     returned = result.return_value or {}
     if "probe" in returned:
