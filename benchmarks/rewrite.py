@@ -26,6 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from medbase_ray.net import free_port
+
 LATENCY_S = 0.2
 IN_FLIGHT = 64
 PORT_RANGE = range(18380, 18400)
@@ -73,17 +75,6 @@ def serve(port: int) -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/stats", stats)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-def free_port() -> int:
-    for port in PORT_RANGE:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def wait_ready(port: int, timeout_s: float = 30) -> None:
@@ -194,7 +185,7 @@ def main() -> None:
     from medbase_ray.ray_runtime import init_ray
     from medbase_ray.rewrite import run_rewrite
 
-    port = free_port()
+    port = free_port(PORT_RANGE)
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     base = f"http://127.0.0.1:{port}"
     load_before = os.getloadavg()[0]

@@ -18,9 +18,10 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import time
+
+from medbase_ray.net import free_port
 
 CONCURRENCY = (1, 8, 32)
 PORT_RANGE = range(18190, 18200)
@@ -30,17 +31,6 @@ PROMPTS = [
     "User:¿Cuál es la dosis habitual de paracetamol en adultos?\nAssistant:",
     "User:高血压患者应该如何调整饮食？\nAssistant:",
 ]
-
-
-def free_port() -> int:
-    for port in PORT_RANGE:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 async def load(url: str, concurrency: int, total: int, max_tokens: int) -> dict:
@@ -134,7 +124,7 @@ def main() -> None:
     tiny_model_dir()  # build the embedded model once, before any replica wants it
     batch_size = args.max_batch_size
     init_ray(num_cpus=os.cpu_count())
-    port = free_port()
+    port = free_port(PORT_RANGE)
     start = time.perf_counter()
     urls = deploy(port, batch_size)
     results = {mode: measure(url, args) for mode, url in urls.items()}

@@ -268,25 +268,20 @@ def run_eval(
 
 def download_stage(uri: str) -> Path:
     """A local copy of the stage directory at `uri` (empty when it does not exist yet)."""
-    import pyarrow.fs as pafs
-
+    from medbase_ray import storage
     from medbase_ray.models.tiny import cache_root
 
     local = cache_root() / "eval-staging" / hashlib.sha256(uri.encode()).hexdigest()[:16]
     shutil.rmtree(local, ignore_errors=True)  # the URI is the truth, not an older copy
     local.mkdir(parents=True)
-    fs, path = pafs.FileSystem.from_uri(uri)
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        pafs.copy_files(path, str(local), source_filesystem=fs)
+    storage.download_dir(uri, str(local))
     return local
 
 
 def upload_stage(local: Path, uri: str) -> None:
-    import pyarrow.fs as pafs
+    from medbase_ray import storage
 
-    fs, path = pafs.FileSystem.from_uri(uri)
-    fs.create_dir(path, recursive=True)
-    pafs.copy_files(str(local), path, destination_filesystem=fs)
+    storage.upload_dir(str(local), uri)
 
 
 async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path, lm) -> dict:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from medbase_ray.prepare import storage
+from medbase_ray import storage
 
 FORMAT = "medbase-prepared/1"
 MANIFEST_FILE = "manifest.json"

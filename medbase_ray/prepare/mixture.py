@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from medbase_ray import storage
 from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
-from medbase_ray.prepare import storage
 from medbase_ray.prepare.config import MixtureSpec
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medbase_ray import storage
 from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
-from medbase_ray.prepare import storage
 from medbase_ray.prepare.manifest import REJECTS_DIR, add_counts, block_counts, empty_counts
 from medbase_ray.prepare.stream import source_dir_name, source_key
 

@@ -116,8 +116,8 @@ def run_prepare(cfg: PipelineConfig) -> dict[str, Any]:
     config is reused; one made with another config is an error (choose another
     run.name); an incomplete one is removed and made again.
     """
+    from medbase_ray import storage
     from medbase_ray.models import resolve_model_path
-    from medbase_ray.prepare import storage
     from medbase_ray.ray_runtime import init_ray
 
     p, m, out = cfg.prepare, cfg.model, cfg.run.stage_dir("prepared")

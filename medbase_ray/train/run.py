@@ -54,14 +54,14 @@ def latest_checkpoint(run_dir: str) -> str | None:
 
 
 def _read_success(run_dir: str) -> dict[str, Any] | None:
-    from medbase_ray.prepare import storage  # pyarrow filesystems: local dirs and URIs
+    from medbase_ray import storage  # pyarrow filesystems: local dirs and URIs
 
     marker = storage.join(run_dir, SUCCESS_FILE)
     return json.loads(storage.read_bytes(marker)) if storage.exists(marker) else None
 
 
 def _read_history(run_dir: str) -> list[dict[str, float]]:
-    from medbase_ray.prepare import storage
+    from medbase_ray import storage
 
     if not is_remote(run_dir):
         return read_metrics(os.path.join(run_dir, "metrics.csv"))
@@ -76,7 +76,7 @@ def _upload_logs(log_dir: str, run_dir: str) -> None:
     """metrics.csv and tensorboard/, written locally on the driver's node, to storage."""
     import pyarrow.fs as pafs
 
-    from medbase_ray.prepare import storage
+    from medbase_ray import storage
 
     fs, path = storage.resolve(run_dir)
     pafs.copy_files(log_dir, path, pafs.LocalFileSystem(), fs)
@@ -87,7 +87,7 @@ def export_final(run_dir: str, checkpoint) -> str:
     without its training state: what serve and eval load, under a stable name."""
     import pyarrow.fs as pafs
 
-    from medbase_ray.prepare import storage
+    from medbase_ray import storage
     from medbase_ray.train.checkpoint import TRAINING_STATE_DIR
 
     fs, src = checkpoint.filesystem, checkpoint.path
@@ -137,9 +137,9 @@ def run_train(
     """
     from ray.train import TrainingFailedError
 
+    from medbase_ray import storage
     from medbase_ray.config import dump_config
     from medbase_ray.models.loading import load_tokenizer
-    from medbase_ray.prepare import storage
     from medbase_ray.ray_runtime import init_ray, worker_env
     from medbase_ray.train.data import check_columns, check_prepared, load_prepared
     from medbase_ray.train.loop import WorkerRun

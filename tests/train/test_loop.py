@@ -7,7 +7,6 @@ with a list-appending reporter instead of ray.train.report.
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from medbase_ray.config import dump_config
+from medbase_ray.net import free_port
 from medbase_ray.train.checkpoint import TRAIN_META_FILE, read_train_meta
 from medbase_ray.train.loop import (
     WorkerRun,
@@ -80,9 +80,7 @@ def world_of_one():
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
         os.environ.setdefault(key, value)
     if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     yield
 

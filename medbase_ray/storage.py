@@ -85,3 +85,21 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
 def open_parquet(uri: str) -> pq.ParquetFile:
     fs, path = resolve(uri)
     return pq.ParquetFile(fs.open_input_file(path))
+
+
+def download_dir(uri: str, local: str) -> None:
+    """Copy the directory at `uri` into the local directory `local` (nothing when absent)."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        pafs.copy_files(
+            path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem()
+        )
+
+
+def upload_dir(local: str, uri: str) -> None:
+    """Copy the local directory `local` to `uri` (created when absent)."""
+    fs, path = resolve(uri)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(
+        local, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
+    )
