@@ -34,6 +34,20 @@ def test_tokenizer_round_trips_every_bundled_text(tiny_dir: Path) -> None:
     assert tok("<|endoftext|>", add_special_tokens=False)["input_ids"] == [tok.eos_token_id]
 
 
+def test_loaded_tokenizer_splits_as_the_trained_one(tiny_dir: Path) -> None:
+    """AutoTokenizer rebuilds a Qwen2 tokenizer's split from transformers' own code; the
+    merges were learnt under that same split, so both give the same ids on every text
+    (they did not when the BPE was trained with GPT-2's split)."""
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    tok = load_tokenizer(str(tiny_dir))
+    texts = _training_texts()[::7]
+    assert [raw.encode(t).ids for t in texts] == [
+        tok(t, add_special_tokens=False)["input_ids"] for t in texts
+    ]
+
+
 def test_round_trip_in_all_six_languages(tiny_dir: Path) -> None:
     tok = load_tokenizer(str(tiny_dir))
     by_lang: dict[str, str] = {}
