@@ -37,6 +37,10 @@ class TrainConfig(StrictModel):
     # Passes over the mixed rows (fractions allowed); max_steps, when set, wins.
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
+    # Rows of each worker's shuffle buffer: every epoch is read in a new order, seeded by
+    # (seed, epoch) as Hugging Face's Trainer does (a buffer at least the shard's size
+    # gives a full permutation). 0: every epoch in the mixture's order.
+    shuffle_buffer_rows: int = Field(default=1024, ge=0)
     # auto: bf16 on GPU, fp32 on CPU.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False

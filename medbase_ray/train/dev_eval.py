@@ -12,8 +12,9 @@ import tempfile
 import torch.distributed as dist
 
 
-def benchmark_accuracy(model, tokenizer, config_yaml: str) -> float:
-    """The six-language macro-average accuracy of `model` on the benchmark's dev split."""
+def benchmark_accuracy(model, tokenizer, config_yaml: str) -> dict[str, float]:
+    """Accuracy of `model` on the benchmark's dev split: `dev_accuracy` (the macro
+    average over languages) and `dev_accuracy_<language>` for each language."""
     import yaml
 
     from medbase_ray.config import PipelineConfig
@@ -26,20 +27,24 @@ def benchmark_accuracy(model, tokenizer, config_yaml: str) -> float:
     ecfg.bootstrap_samples = 0
     with tempfile.TemporaryDirectory(prefix="medbase-dev-eval-") as out:
         report = run_eval(cfg, out_dir=out, lm=InProcessLM(model, tokenizer, "in-training"))
-    return float(report["accuracy"]["macro_average"]["accuracy"])
+    accuracy = report["accuracy"]
+    out = {"dev_accuracy": float(accuracy["macro_average"]["accuracy"])}
+    for lang, value in sorted(accuracy["languages"].items()):
+        out[f"dev_accuracy_{lang}"] = float(value["accuracy"])
+    return out
 
 
-def dev_benchmark_accuracy(engine, tokenizer, config_yaml: str, rank: int) -> float:
-    """benchmark_accuracy on rank 0, the same number on every rank (call on all ranks)."""
+def dev_benchmark_accuracy(engine, tokenizer, config_yaml: str, rank: int) -> dict[str, float]:
+    """benchmark_accuracy on rank 0, the same figures on every rank (call on all ranks)."""
     import deepspeed
-    import torch
 
     # ZeRO-3 holds a slice of each weight per rank: gather them for the duration.
     params = list(engine.module.parameters()) if engine.zero_optimization_stage() == 3 else []
     with deepspeed.zero.GatheredParameters(params):
-        accuracy = benchmark_accuracy(engine.module, tokenizer, config_yaml) if rank == 0 else 0.0
+        figures = benchmark_accuracy(engine.module, tokenizer, config_yaml) if rank == 0 else {}
     engine.train()  # InProcessLM switched the module to eval mode
-    value = torch.tensor([accuracy], dtype=torch.float64)
     if dist.is_initialized():
-        dist.broadcast(value, src=0)
-    return float(value)
+        box = [figures]
+        dist.broadcast_object_list(box, src=0)
+        figures = box[0]
+    return figures

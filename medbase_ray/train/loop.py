@@ -217,7 +217,7 @@ def evaluate_dev(engine, tokenizer, run: WorkerRun, dev_batches, rank: int) -> d
     """The dev figures of this evaluation point (collective: every rank calls it)."""
     out = evaluate(engine, dev_batches()) if dev_batches is not None else {}
     if run.train.dev_benchmark:
-        out["dev_accuracy"] = dev_benchmark_accuracy(engine, tokenizer, run.config_yaml, rank)
+        out.update(dev_benchmark_accuracy(engine, tokenizer, run.config_yaml, rank))
     return out
 
 
@@ -262,15 +262,15 @@ def groups_of(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
 
 def train_worker(
     run: WorkerRun,
-    train_batches: Callable[[], Iterable[Batch]],
+    train_batches: Callable[[int], Iterable[Batch]],
     dev_batches: Callable[[], Iterable[Batch]] | None,
     report: Report,
     restore_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train to `run.plan.total_steps`; returns the final state (and probe) on every rank.
 
-    train_batches() starts a new pass (epoch) over this worker's shard, in the same order
-    every time, so a resumed run skips exactly the micro-batches it already trained on.
+    train_batches(epoch) starts a pass over this worker's shard, in an order fixed by the
+    epoch (seeded), so a resumed run skips exactly the micro-batches it already trained on.
     """
     from transformers.utils import logging as hf_logging
 
@@ -301,7 +301,7 @@ def train_worker(
     last_group: list[Batch] | None = None  # kept for the probe
     final_metrics: dict[str, Any] = {}
     while pos["step"] < plan.total_steps:
-        batches = iter(train_batches())
+        batches = iter(train_batches(pos["epoch"]))
         # Resume mid-epoch: skip the micro-batches this epoch already trained on.
         skipped = sum(1 for _ in itertools.islice(batches, pos["micro_batches_in_epoch"]))
         if skipped != pos["micro_batches_in_epoch"]:

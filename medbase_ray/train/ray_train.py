@@ -49,9 +49,16 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
     train_shard = ray.train.get_dataset_shard("train")
     dev_shard = ray.train.get_dataset_shard("dev") if config["has_dev"] else None
 
-    def train_batches():
+    def train_batches(epoch: int):
+        # Each epoch in its own order, the same for a given (seed, epoch): a resumed run
+        # sees the order it stopped in. 0 rows of buffer: the mixture's order every epoch.
+        buffer = run.train.shuffle_buffer_rows
         return train_shard.iter_torch_batches(
-            batch_size=micro, drop_last=True, collate_fn=PackedRowsCollate()
+            batch_size=micro,
+            drop_last=True,
+            collate_fn=PackedRowsCollate(),
+            local_shuffle_buffer_size=buffer or None,
+            local_shuffle_seed=run.train.seed * 100_003 + epoch if buffer else None,
         )
 
     def dev_batches():

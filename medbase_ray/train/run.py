@@ -167,9 +167,15 @@ def run_train(
         data_dir = data_dir or cfg.run.stage_dir("prepared")
         check_prepared(cfg, data_dir, tokenizer)
     init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
+    mixture: dict[str, Any] | None = None
     if dataset is None:
         dataset, mixture_report = load_prepared(cfg, data_dir, tokenizer)
         log.info("train: mixture of %s: %s", data_dir, mixture_report)
+        mixture = {
+            "tokens": mixture_report["total_tokens"],
+            "rows": mixture_report["rows"],
+            "language_shares": {k: v["share"] for k, v in mixture_report["languages"].items()},
+        }
     else:
         check_columns(dataset.schema().names, "the training dataset")
     datasets = {"train": dataset} | ({"dev": dev_dataset} if dev_dataset is not None else {})
@@ -216,6 +222,7 @@ def run_train(
         ) from exc
 
     history = read_metrics(os.path.join(log_dir, "metrics.csv"))
+    returned = result.return_value or {}
     if is_remote(run_dir):
         _upload_logs(log_dir, run_dir)
     final = export_final(run_dir, result.checkpoint)
@@ -225,11 +232,13 @@ def run_train(
         "run_dir": run_dir,
         "steps": plan.total_steps,
         "plan": plan.to_dict(),
-        "final": history[-1] if history else result.metrics,
+        "mixture": mixture,  # realised token shares (None: a dataset was given)
+        # metrics.csv holds the fixed columns; the last report has them all (e.g. the
+        # dev accuracy of each language).
+        "final": (history[-1] if history else {}) | (returned.get("metrics") or {}),
     }
     storage.write_bytes(storage.join(run_dir, SUCCESS_FILE), json.dumps(summary, indent=2).encode())
     out = summary | {"checkpoint": _local_checkpoint(final), "metrics": history}
-    returned = result.return_value or {}
     if "probe" in returned:
         out["probe"] = returned["probe"]
     return out

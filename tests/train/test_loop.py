@@ -86,11 +86,13 @@ def world_of_one():
 
 
 def _batches(rows, micro: int):
-    """Micro-batches of `rows` in order, as Ray Data hands them to collate_packed."""
+    """Micro-batches of `rows` as Ray Data hands them to collate_packed: each epoch in
+    its own seeded order (as the shuffle buffer gives), the same for the same epoch."""
 
-    def batches():
+    def batches(epoch: int):
+        order = np.random.default_rng(epoch).permutation(rows.num_rows)
         for i in range(0, rows.num_rows - micro + 1, micro):
-            part = rows.slice(i, micro)
+            part = rows.take(order[i : i + micro])
             yield collate_packed(
                 {
                     c: part.column(c).to_numpy()
@@ -109,9 +111,10 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_continues_exactly(world_of_one, local_rows, make_cfg, tmp_path: Path) -> None:
     """Stopped after step 2 and resumed from its checkpoint, the loop ends with the
-    weights of an uninterrupted run: same optimizer state, schedule and data position."""
-    cfg = make_cfg(tmp_path, "train.max_steps=4", "train.save_steps=2", "train.zero_stage=1")
-    rows = local_rows.slice(0, 12)  # 6 micro-batches of 2: an epoch is 6 steps
+    weights of an uninterrupted run: same optimizer state, schedule and data position,
+    into the next epoch (read in its own order)."""
+    cfg = make_cfg(tmp_path, "train.max_steps=6", "train.save_steps=3", "train.zero_stage=1")
+    rows = local_rows.slice(0, 8)  # 4 micro-batches of 2: an epoch is 4 steps
     plan = plan_steps(rows.num_rows, 1, cfg.train)
     run = WorkerRun(cfg.train, "tiny", "apollo", False, plan, dump_config(cfg))
     saved: dict[str, list] = {"a": [], "b": []}
@@ -125,17 +128,18 @@ def test_resume_continues_exactly(world_of_one, local_rows, make_cfg, tmp_path: 
         return report
 
     train_worker(run, _batches(rows, 2), None, reporter("a"))
-    assert [m["step"] for m in saved["a"]] == [1, 2, 3, 4]
-    step2 = tmp_path / "a" / "checkpoint_step_000002"
-    assert read_train_meta(step2)["micro_batches_in_epoch"] == 2
-    assert (step2 / TRAIN_META_FILE).exists() and (step2 / "tokenizer.json").exists()
+    assert [m["step"] for m in saved["a"]] == [1, 2, 3, 4, 5, 6]
+    step3 = tmp_path / "a" / "checkpoint_step_000003"
+    assert read_train_meta(step3)["micro_batches_in_epoch"] == 3
+    assert (step3 / TRAIN_META_FILE).exists() and (step3 / "tokenizer.json").exists()
 
-    out = train_worker(run, _batches(rows, 2), None, reporter("b"), restore_dir=str(step2))
-    assert out["step"] == 4 and [m["step"] for m in saved["b"]] == [3, 4]
-    assert saved["b"][0]["loss"] == pytest.approx(saved["a"][2]["loss"], rel=1e-6)
+    out = train_worker(run, _batches(rows, 2), None, reporter("b"), restore_dir=str(step3))
+    assert out["step"] == 6 and out["epoch"] == 1 and [m["step"] for m in saved["b"]] == [4, 5, 6]
+    for x, y in zip(saved["b"], saved["a"][3:], strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
     a, b = (
-        _weights(tmp_path / "a" / "checkpoint_step_000004"),
-        _weights(tmp_path / "b" / "checkpoint_step_000004"),
+        _weights(tmp_path / "a" / "checkpoint_step_000006"),
+        _weights(tmp_path / "b" / "checkpoint_step_000006"),
     )
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)

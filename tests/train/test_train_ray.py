@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from medbase_ray.corpus import LANGUAGES
 from medbase_ray.train.checkpoint import CONFIG_FILE, TRAIN_META_FILE, read_train_meta
 from medbase_ray.train.metrics import read_metrics
 from medbase_ray.train.run import TrainRunError, run_train
@@ -165,8 +166,14 @@ def test_zero3_runs_from_prepared_data(ray_local, prepared_dir, make_cfg, tmp_pa
     losses = [m["loss"] for m in out["metrics"]]
     assert len(losses) == 8 and losses[-1] < losses[0] - 1.0, losses
     check_reload(out)  # the 16-bit weights gathered from both workers
-    assert 0.0 <= out["final"]["dev_accuracy"] <= 1.0
+    final = out["final"]
+    per_language = [final[f"dev_accuracy_{lang}"] for lang in LANGUAGES]
+    assert all(0.0 <= a <= 1.0 for a in per_language)
+    assert final["dev_accuracy"] == pytest.approx(sum(per_language) / len(per_language))
     assert "dev_accuracy" not in out["metrics"][0]  # only at eval points (here: the end)
+    # What it trained on: the proportional mixture of every language.
+    shares = out["mixture"]["language_shares"]
+    assert set(shares) == set(LANGUAGES) and sum(shares.values()) == pytest.approx(1.0)
 
 
 def test_cli_refuses_data_prepared_for_another_tokenizer(prepared_dir, tiny_dir, tmp_path) -> None:
