@@ -57,13 +57,6 @@ def _config(
     return cfg
 
 
-def _not_yet(stage: str) -> None:
-    typer.echo(
-        f"medbase {stage}: this stage is not implemented yet (see the open issues).", err=True
-    )
-    raise typer.Exit(3)
-
-
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
@@ -204,9 +197,26 @@ def tune(
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
-    """Sweep the language mixing ratios with Ray Tune."""
-    _config(config, preset, set_, address)
-    _not_yet("tune")
+    """Sweep the language mixing ratios with Ray Tune.
+
+    Each trial trains on the prepared data mixed with its own language weights for
+    tune.trial_max_steps steps and scores the benchmark's dev split. Prints the ranked
+    table; <run>/tune/best_config.yaml is the config with the best mixture
+    (`medbase train -c <run>/tune/best_config.yaml --set run.name=best`).
+    """
+    from medbase_ray.prepare import FingerprintMismatch
+    from medbase_ray.train import TrainRunError
+    from medbase_ray.tune.sweep import TuneRunError, run_tune
+
+    cfg = _config(config, preset, set_, address)
+    try:
+        out = run_tune(cfg)
+    except (TuneRunError, TrainRunError, FingerprintMismatch, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(out["table"])
+    best = ", ".join(f"{lang} {share:.2f}" for lang, share in out["best"]["shares"].items())
+    typer.echo(f"best mixture ({out['metric']}): {best}; written to {out['tune_dir']}")
 
 
 @app.command()

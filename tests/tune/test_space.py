@@ -1,0 +1,94 @@
+"""The sweep's pure core: trial configs, search space, ranking, the table, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from medbase_ray.config import ConfigError, PipelineConfig, load_config
+from medbase_ray.tune.space import (
+    format_table,
+    params_of,
+    rank_trials,
+    shares,
+    trial_config,
+    weights_of,
+)
+
+
+def test_shares_normalise_and_refuse_an_empty_mixture() -> None:
+    assert shares({"en": 1.0, "zh": 3.0}) == {"en": 0.25, "zh": 0.75}
+    with pytest.raises(ValueError, match="positive sum"):
+        shares({"en": 0.0})
+    assert weights_of(params_of({"en": 2.0, "hi": 0.5}) | {"other": 1}) == {"en": 2.0, "hi": 0.5}
+
+
+def test_trial_config_sets_the_mixture_and_a_short_run_in_its_own_dir() -> None:
+    cfg = load_config(preset="tiny", overrides=["tune.trial_max_steps=7", "mixture.seed=3"])
+    trial = trial_config(cfg, {"en": 3.0, "zh": 1.0}, "/runs/x/tune/trials/t1")
+    assert trial.mixture.by == "language"
+    assert trial.mixture.weights == {"en": 0.75, "zh": 0.25}
+    assert trial.mixture.seed == 3  # the rest of the mixture is the user's
+    assert trial.train.max_steps == 7 and trial.train.dev_benchmark
+    assert trial.train.storage_path == "/runs/x/tune/trials/t1"
+    assert cfg.mixture.weights == {} and cfg.train.max_steps is None  # the input is untouched
+
+
+def test_rank_trials_by_metric_and_mode_with_missing_values_last() -> None:
+    rows = [
+        {"trial": "a", "dev_accuracy": 0.30, "loss": 2.0},
+        {"trial": "b", "dev_accuracy": float("nan"), "loss": 1.0},
+        {"trial": "c", "dev_accuracy": 0.45, "loss": 3.0},
+        {"trial": "d", "loss": 0.5},
+    ]
+    assert [r["trial"] for r in rank_trials(rows, "dev_accuracy", "max")][:2] == ["c", "a"]
+    assert {r["trial"] for r in rank_trials(rows, "dev_accuracy", "max")[2:]} == {"b", "d"}
+    assert [r["trial"] for r in rank_trials(rows, "loss", "min")] == ["d", "b", "a", "c"]
+
+
+def test_table_shows_shares_and_per_language_accuracy() -> None:
+    row = {
+        "trial": "t1",
+        "shares": {"en": 0.25, "zh": 0.75},
+        "dev_accuracy": 0.5,
+        "dev_accuracy_en": 0.4,
+        "dev_accuracy_zh": 0.6,
+        "loss": 1.234,
+    }
+    table = format_table([row], ["en", "zh"], "dev_accuracy").splitlines()
+    assert table[0].startswith("| trial | en share | zh share | dev macro %")
+    assert table[2] == "| t1 | 0.25 | 0.75 | 50.0 | 40.0 | 60.0 | 1.234 |"
+
+
+def test_search_space_random_has_the_equal_mixture_first() -> None:
+    from medbase_ray.tune.sweep import search_space
+
+    cfg = load_config(preset="tiny", overrides=["tune.languages=[en, zh]"])
+    space, first = search_space(cfg)
+    assert set(space) == {"w_en", "w_zh"}
+    assert first == [{"w_en": 1.0, "w_zh": 1.0}]
+    low, high = cfg.tune.weight_range
+    samples = [space["w_en"].sample() for _ in range(200)]
+    assert all(low <= s <= high for s in samples)
+    assert min(samples) < 0.5 < 2.0 < max(samples)  # log-uniform over the whole range
+    assert math.isclose(sum(shares({"en": 1, "zh": 1}).values()), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("tune.search=grid", "grid"),  # a grid needs its mixtures
+        ("tune.weight_range=[2, 1]", "weight_range"),
+        ("tune.grid=[{xx: 1}]", "not in tune.languages"),
+        ("tune.grid=[{en: 0}]", "one > 0"),
+        ("tune.num_samples=0", "num_samples"),
+    ],
+)
+def test_bad_tune_config_is_refused_naming_the_field(override: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        load_config(preset="tiny", overrides=[override])
+
+
+def test_defaults_validate() -> None:
+    assert PipelineConfig().tune.metric == "dev_accuracy"
