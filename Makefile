@@ -23,7 +23,7 @@ demo: setup
 	$(VENV)/bin/medbase demo
 
 test: setup
-	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q -m "not learning"
+	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q
 
 test-learning: setup
 	DS_ACCELERATOR=cpu $(VENV)/bin/python -m pytest -q -s tests/test_pipeline.py

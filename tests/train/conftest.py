@@ -25,6 +25,7 @@ def make_config(tmp: Path, *overrides: str) -> PipelineConfig:
             "run.name=t",
             f"prepare.seq_len={SEQ_LEN}",
             "train.micro_batch_size=2",
+            "train.lr=3e-3",  # a few steps must move the loss visibly
             "train.grad_accum_steps=1",
             "train.warmup_ratio=0.1",
             "train.log_steps=1",
