@@ -43,7 +43,11 @@ def reference(ray_local, packed_rows, make_cfg, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("zero1")
     train_rows = packed_rows.slice(0, STEPS * 2 * MICRO)
-    overrides = (f"train.max_steps={STEPS}", "train.save_steps=4", "train.zero_stage=1")
+    # The mixture's order every epoch (no shuffle buffer): the plain loop below replays it.
+    overrides = (
+        f"train.max_steps={STEPS}", "train.save_steps=4", "train.zero_stage=1",
+        "train.shuffle_buffer_rows=0",
+    )  # fmt: skip
     cfg = make_cfg(tmp, *overrides, "train.probe_tokens=8")
     dev = ray.data.from_arrow(packed_rows.slice(STEPS * 2 * MICRO, 8))
     out = run_train(cfg, dataset=micro_blocks(ray_local, train_rows), dev_dataset=dev)
@@ -67,7 +71,7 @@ def test_zero1_loss_falls_and_run_dir_is_complete(reference) -> None:
     out = reference["out"]
     losses = [m["loss"] for m in out["metrics"]]
     assert [m["step"] for m in out["metrics"]] == list(range(1, STEPS + 1))
-    assert losses[-1] < 0.7 * losses[0], losses
+    assert losses[-1] < losses[0] - 1.0, losses  # from ln(vocab) ~ 9.0
     assert out["steps"] == STEPS and out["final"]["step"] == STEPS
     assert 0 < out["final"]["dev_loss"] < losses[0]
     assert all(m["real_tokens_per_s"] > 0 and m["grad_norm"] > 0 for m in out["metrics"])
@@ -256,7 +260,7 @@ def test_killed_worker_restarts_from_checkpoint(reference, ray_local, make_cfg, 
     assert "error" not in box, box.get("error")
     out = box["out"]
     assert out["steps"] == STEPS and out["metrics"][-1]["step"] == STEPS
-    assert out["metrics"][-1]["loss"] < 0.7 * out["metrics"][0]["loss"]
+    assert out["metrics"][-1]["loss"] < out["metrics"][0]["loss"] - 1.0
     # Restored from a checkpoint (step 4 or later), not from scratch: the steps up to it
     # were reported once (those after it may have been reported before the kill too).
     csv_lines = (tmp_path / "t" / "train" / "metrics.csv").read_text().splitlines()[1:]
