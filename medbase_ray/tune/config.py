@@ -24,7 +24,7 @@ class TuneConfig(StrictModel):
     num_samples: int = Field(default=4, ge=1)
     weight_range: tuple[float, float] = (0.25, 4.0)
     grid: list[dict[str, float]] = Field(default_factory=list)
-    # random search: also run the equal-weights mixture, as the reference.
+    # random search: the first of the num_samples trials is the equal mixture (the reference).
     include_equal: bool = True
     # Trials at once; each one takes train.num_workers x train.resources_per_worker.
     max_concurrent_trials: int = Field(default=1, ge=1)

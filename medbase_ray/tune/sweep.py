@@ -117,7 +117,7 @@ def run_tune(cfg: PipelineConfig) -> dict[str, Any]:
     )
     log.info(
         "tune: %s search, %d trial(s) of %d steps over %s; results in %s",
-        t.search, t.num_samples * max(1, len(t.grid)) + len(first), t.trial_max_steps,
+        t.search, t.num_samples * (len(t.grid) if t.search == "grid" else 1), t.trial_max_steps,
         ",".join(t.languages), tune_dir,
     )  # fmt: skip
     grid = tuner.fit()
