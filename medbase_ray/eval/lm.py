@@ -199,6 +199,11 @@ class InProcessLM:
             if not inside or inside[0] == 0:
                 raise ValueError("the continuation has no tokens, or the context none")
             first.append(inside[0])
+        shared = ids[0][: first[0]]
+        if all(len(x) == f + 1 and x[:f] == shared for x, f in zip(ids, first, strict=True)):
+            # Every continuation is one token after the same context tokens (loglikelihood
+            # mode's option letters): one forward of the context scores them all.
+            return self._next_token_logprobs(shared, [x[-1] for x in ids])
         length = max(len(x) for x in ids)
         keep = max(len(x) - f + 1 for x, f in zip(ids, first, strict=True))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -227,6 +232,18 @@ class InProcessLM:
                 per_token[i] = logprobs[row, k, x[i]].item()
             out.append(continuation_logprob(per_token, st, context_chars))
         return out
+
+    def _next_token_logprobs(self, context_ids: list[int], next_ids: list[int]) -> list[float]:
+        """log P(t | context) for each t of next_ids, from one forward of the context."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        with torch.inference_mode(), torch_threads(self.cpu_threads):
+            logits = self.model(
+                input_ids=torch.tensor([context_ids], device=device), logits_to_keep=1
+            ).logits[0, -1]
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        return [logprobs[t].item() for t in next_ids]
 
     def generate_sync(self, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> str:
         import torch
