@@ -59,35 +59,10 @@ def packed_rows(tokenizer, seq_len: int, packing: str, n_rows: int) -> pa.Table:
     """Bundled conversations, tokenized and packed by the prepare stage's own functions
     (in this process: quicker than the Ray pipeline, same rows), repeated to n_rows."""
     from medbase_ray.corpus import read_conversations, sample_dir
-    from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
-    from medbase_ray.prepare import pack_best_fit, pack_none
-    from medbase_ray.prepare.packing import assemble_rows
-    from medbase_ray.prepare.tokenization import tokenize_conversations
+    from medbase_ray.prepare.stream import pack_conversations
 
     conversations, _ = read_conversations(sample_dir() / "apollo")
-    turns = [c["turns"] for c in conversations]
-    samples = [
-        s for s in tokenize_conversations(tokenizer, turns, "apollo", seq_len) if not s.reject
-    ]
-    packer = pack_best_fit if packing == "best_fit" else pack_none
-    bins = packer([len(s.input_ids) for s in samples], seq_len)
-    rows = assemble_rows(
-        [s.input_ids for s in samples],
-        [s.labels for s in samples],
-        bins,
-        seq_len,
-        tokenizer.pad_token_id,
-    )
-    n = len(bins)
-    table = pa.table(
-        {
-            **{k: [r.tolist() for r in rows[k]] for k in ("input_ids", "labels", "position_ids")},
-            "source": ["sample"] * n,
-            "language": ["en"] * n,
-            "n_real_tokens": rows["n_real_tokens"],
-        },
-        schema=PACKED_ROW_SCHEMA,
-    )
+    table = pack_conversations(tokenizer, [c["turns"] for c in conversations], seq_len, packing)
     while table.num_rows < n_rows:
         table = pa.concat_tables([table, table])
     return table.slice(0, n_rows)

@@ -232,3 +232,38 @@ def pack_table(
     if not parts:
         return PACKED_STREAM_SCHEMA.empty_table()
     return pa.concat_tables(parts)
+
+
+def pack_conversations(
+    tokenizer,
+    turns: list[list[str]],
+    seq_len: int,
+    packing: str = "best_fit",
+    chat_format: str = "apollo",
+    source: str = "sample",
+    language: str = "en",
+) -> pa.Table:
+    """Conversations -> packed rows (PACKED_ROW_SCHEMA) in this process, by the stage's
+    own functions (no Ray): for tests and benchmarks of what comes after prepare.
+    Conversations that would be rejected are left out."""
+    samples = [
+        s for s in tokenize_conversations(tokenizer, turns, chat_format, seq_len) if not s.reject
+    ]
+    bins = pack_in_windows([len(s.input_ids) for s in samples], seq_len, packing)
+    rows = assemble_rows(
+        [s.input_ids for s in samples],
+        [s.labels for s in samples],
+        bins,
+        seq_len,
+        tokenizer.pad_token_id,
+    )
+    n = len(bins)
+    return pa.table(
+        {
+            **{k: _fixed_lists(rows[k]) for k in ("input_ids", "labels", "position_ids")},
+            "source": [source] * n,
+            "language": [language] * n,
+            "n_real_tokens": rows["n_real_tokens"],
+        },
+        schema=PACKED_ROW_SCHEMA,
+    )

@@ -26,6 +26,11 @@ def weights_of(params: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def trial_weights(config: dict[str, Any]) -> dict[str, float]:
+    """A Tune trial's {language: weight}: grid trials hold them under "mixture"."""
+    return weights_of(config.get("mixture", config))
+
+
 def params_of(weights: dict[str, float]) -> dict[str, float]:
     return {f"{WEIGHT_PREFIX}{lang}": float(w) for lang, w in weights.items()}
 
@@ -35,7 +40,7 @@ def trial_config(cfg: PipelineConfig, weights: dict[str, float], trial_dir: str)
     directory, the dev benchmark scored at the end."""
     trial = cfg.model_copy(deep=True)
     trial.mixture.by = "language"
-    trial.mixture.weights = {lang: w for lang, w in shares(weights).items()}
+    trial.mixture.weights = shares(weights)
     trial.mixture.temperature_alpha = None
     trial.train.max_steps = cfg.tune.trial_max_steps
     trial.train.dev_benchmark = True

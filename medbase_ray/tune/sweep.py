@@ -26,7 +26,7 @@ from medbase_ray.tune.space import (
     rank_trials,
     shares,
     trial_config,
-    weights_of,
+    trial_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ SUCCESS = "_SUCCESS"
 # A Tune trial only drives a Ray Train run, whose workers hold the CPUs/GPUs. Ray
 # refuses an all-zero request, so the driver asks for a token of memory instead.
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}
+# Figures of a trial's last report kept in results.json (with every dev_* figure).
+_KEEP = ("loss", "token_accuracy", "step", "steps", "checkpoint")
 
 
 class TuneRunError(RuntimeError):
@@ -67,7 +69,7 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     from medbase_ray.train import run_train
 
     cfg = PipelineConfig.model_validate(yaml.safe_load(config_yaml))
-    weights = weights_of(params.get("mixture", params))
+    weights = trial_weights(params)
     trial_id = tune.get_context().get_trial_id()
     tcfg = trial_config(cfg, weights, f"{tune_dir}/trials/{trial_id}")
     out = run_train(tcfg, data_dir=prepared_dir)
@@ -125,7 +127,7 @@ def run_tune(cfg: PipelineConfig) -> dict[str, Any]:
     rows, failed = [], []
     for result in grid:
         params = result.config or {}
-        weights = weights_of(params.get("mixture", params))
+        weights = trial_weights(params)
         trial_id = os.path.basename(result.path) if result.path else "?"
         if result.error is not None or not result.metrics:
             failed.append({"trial": trial_id, "weights": weights, "error": str(result.error)})
@@ -155,6 +157,3 @@ def run_tune(cfg: PipelineConfig) -> dict[str, Any]:
     storage.write_bytes(storage.join(tune_dir, "best_config.yaml"), dump_config(best_cfg).encode())
     storage.write_bytes(storage.join(tune_dir, SUCCESS), b"")
     return summary
-
-
-_KEEP = ("loss", "token_accuracy", "step", "steps", "checkpoint")

@@ -66,34 +66,9 @@ def local_rows(tiny_dir) -> pa.Table:
     """Packed rows of bundled conversations made in this process, without Ray (the
     prepare stage's pure functions): for the tests of the loop alone."""
     from medbase_ray.corpus import read_conversations, sample_dir
-    from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
     from medbase_ray.models import load_tokenizer
-    from medbase_ray.prepare import pack_best_fit
-    from medbase_ray.prepare.packing import assemble_rows
-    from medbase_ray.prepare.tokenization import tokenize_conversations
+    from medbase_ray.prepare.stream import pack_conversations
 
     tokenizer = load_tokenizer(str(tiny_dir))
     conversations, _ = read_conversations(sample_dir() / "apollo")
-    turns = [c["turns"] for c in conversations[:120]]
-    samples = [
-        s for s in tokenize_conversations(tokenizer, turns, "apollo", SEQ_LEN) if not s.reject
-    ]
-    bins = pack_best_fit([len(s.input_ids) for s in samples], SEQ_LEN)
-    rows = assemble_rows(
-        [s.input_ids for s in samples],
-        [s.labels for s in samples],
-        bins,
-        SEQ_LEN,
-        tokenizer.pad_token_id,
-    )
-    n = len(bins)
-    data = {k: [r.tolist() for r in rows[k]] for k in ("input_ids", "labels", "position_ids")}
-    return pa.table(
-        {
-            **data,
-            "source": ["sample"] * n,
-            "language": ["en"] * n,
-            "n_real_tokens": rows["n_real_tokens"],
-        },
-        schema=PACKED_ROW_SCHEMA,
-    )
+    return pack_conversations(tokenizer, [c["turns"] for c in conversations[:120]], SEQ_LEN)
