@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from medbase_ray.config import load_config
-from medbase_ray.corpus import read_eval_items, sample_dir
-from medbase_ray.eval import run_eval
+from medbase_ray.corpus.readers import read_eval_items, sample_dir
+from medbase_ray.eval.runner import run_eval
 
 GOAL_RATIO = 10.0
 

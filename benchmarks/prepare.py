@@ -44,12 +44,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medbase_ray.config import load_config
-from medbase_ray.corpus import sample_dir
-from medbase_ray.models import load_tokenizer
+from medbase_ray.corpus.readers import sample_dir
 from medbase_ray.models.chat import apollo_segments
-from medbase_ray.prepare import run_prepare
+from medbase_ray.models.loading import load_tokenizer
 from medbase_ray.prepare.manifest import pad_id_of
 from medbase_ray.prepare.packing import assemble_rows
+from medbase_ray.prepare.pipeline import run_prepare
 from medbase_ray.prepare.tokenization import IGNORE_INDEX
 from medbase_ray.ray_runtime import init_ray
 

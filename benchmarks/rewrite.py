@@ -183,7 +183,7 @@ def main() -> None:
 
     from medbase_ray.config import PipelineConfig
     from medbase_ray.ray_runtime import init_ray
-    from medbase_ray.rewrite import run_rewrite
+    from medbase_ray.rewrite.pipeline import run_rewrite
 
     port = free_port(PORT_RANGE)
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])

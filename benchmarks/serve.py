@@ -79,7 +79,7 @@ def deploy(port: int, batch_size: int) -> dict[str, str]:
     from ray import serve
 
     from medbase_ray.config import load_config
-    from medbase_ray.serve import build_app
+    from medbase_ray.serve.app import build_app
     from medbase_ray.serve.config import ServeConfig
 
     cfg = load_config(preset="tiny")
@@ -118,7 +118,7 @@ def main() -> None:
 
     import ray
 
-    from medbase_ray.models import tiny_model_dir
+    from medbase_ray.models.tiny import tiny_model_dir
     from medbase_ray.ray_runtime import init_ray
 
     tiny_model_dir()  # build the embedded model once, before any replica wants it

@@ -58,7 +58,7 @@ QWEN25_05B = {
 def packed_rows(tokenizer, seq_len: int, packing: str, n_rows: int) -> pa.Table:
     """Bundled conversations, tokenized and packed by the prepare stage's own functions
     (in this process: quicker than the Ray pipeline, same rows), repeated to n_rows."""
-    from medbase_ray.corpus import read_conversations, sample_dir
+    from medbase_ray.corpus.readers import read_conversations, sample_dir
     from medbase_ray.prepare.stream import pack_conversations
 
     conversations, _ = read_conversations(sample_dir() / "apollo")
@@ -83,7 +83,7 @@ def run_medbase(
     import ray
 
     from medbase_ray.config import load_config
-    from medbase_ray.train import run_train
+    from medbase_ray.train.run import run_train
 
     cfg = load_config(
         preset="tiny",
@@ -135,7 +135,8 @@ def run_plain(model_dir: str, rows: pa.Table, steps: int, warmup: int, threads: 
 
 
 def cpu_figures(quick: bool) -> list[dict]:
-    from medbase_ray.models import load_tokenizer, tiny_model_dir
+    from medbase_ray.models.loading import load_tokenizer
+    from medbase_ray.models.tiny import tiny_model_dir
     from medbase_ray.ray_runtime import init_ray
 
     seq_len, warmup, measured = (256, 2, 4) if quick else (512, 4, 16)
@@ -197,7 +198,8 @@ def gpu_figures(quick: bool) -> list[dict]:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from medbase_ray.models import load_tokenizer, tiny_model_dir
+    from medbase_ray.models.loading import load_tokenizer
+    from medbase_ray.models.tiny import tiny_model_dir
     from medbase_ray.ray_runtime import init_ray
 
     seq_len, micro, warmup, measured = (2048, 4, 3, 5) if quick else (2048, 8, 5, 20)
@@ -216,7 +218,7 @@ def gpu_figures(quick: bool) -> list[dict]:
         import ray
 
         from medbase_ray.config import load_config
-        from medbase_ray.train import run_train
+        from medbase_ray.train.run import run_train
 
         cfg = load_config(
             preset="qwen2.5-0.5b",

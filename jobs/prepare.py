@@ -15,8 +15,8 @@ import json
 import logging
 
 from medbase_ray.config import load_config
-from medbase_ray.prepare import run_prepare
 from medbase_ray.prepare.manifest import summary_table
+from medbase_ray.prepare.pipeline import run_prepare
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import json
 import logging
 
 from medbase_ray.config import load_config
-from medbase_ray.rewrite import run_rewrite
+from medbase_ray.rewrite.pipeline import run_rewrite
 
 
 def main(argv: list[str] | None = None) -> dict:

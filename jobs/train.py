@@ -16,7 +16,8 @@ import json
 import logging
 
 from medbase_ray.config import load_config
-from medbase_ray.train import load_dev_data, run_train
+from medbase_ray.train.data import load_dev_data
+from medbase_ray.train.run import run_train
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from medbase_ray.config import ConfigError, PipelineConfig, load_config
+from medbase_ray.config import PRESETS, ConfigError, PipelineConfig, load_config
 
 app = typer.Typer(
     help="medbase-ray: the Apollo multilingual medical LLM pipeline on Ray.",
@@ -31,7 +31,7 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="Pipeline config YAML (default: the tiny preset)."),
 ]
 PresetOpt = Annotated[
-    str | None, typer.Option("--preset", help="A shipped preset: tiny, qwen2.5-0.5b, cluster-7b.")
+    str | None, typer.Option("--preset", help=f"A shipped preset: {', '.join(PRESETS)}.")
 ]
 SetOpt = Annotated[
     list[str] | None,
@@ -113,7 +113,7 @@ def rewrite(
         f"rewrite.{key}={json.dumps(value)}" for key, value in options.items() if value
     ]
     cfg = _config(config, preset, overrides, address)
-    from medbase_ray.rewrite import run_rewrite
+    from medbase_ray.rewrite.pipeline import run_rewrite
     from medbase_ray.rewrite.teacher import TeacherUnusable
 
     try:
@@ -135,7 +135,7 @@ def prepare(
     address: AddressOpt = None,
 ) -> None:
     """Render, tokenize, loss-mask and pack conversations into fixed-length rows."""
-    from medbase_ray.corpus import CorpusError
+    from medbase_ray.corpus.rejects import CorpusError
     from medbase_ray.prepare.manifest import summary_table
     from medbase_ray.prepare.pipeline import PrepareError, run_prepare
 
@@ -174,8 +174,9 @@ def train(
     Prints the final checkpoint: a Hugging Face model directory that `medbase serve`
     and `medbase eval` load as it is.
     """
-    from medbase_ray.prepare import FingerprintMismatch
-    from medbase_ray.train import TrainRunError, load_dev_data, run_train
+    from medbase_ray.prepare.manifest import FingerprintMismatch
+    from medbase_ray.train.data import load_dev_data
+    from medbase_ray.train.run import TrainRunError, run_train
 
     cfg = _config(config, preset, set_, address)
     try:
@@ -204,8 +205,8 @@ def tune(
     table; <run>/tune/best_config.yaml is the config with the best mixture
     (`medbase train -c <run>/tune/best_config.yaml --set run.name=best`).
     """
-    from medbase_ray.prepare import FingerprintMismatch
-    from medbase_ray.train import TrainRunError
+    from medbase_ray.prepare.manifest import FingerprintMismatch
+    from medbase_ray.train.run import TrainRunError
     from medbase_ray.tune.sweep import TuneRunError, run_tune
 
     cfg = _config(config, preset, set_, address)
@@ -281,7 +282,7 @@ def eval_(
     """
     from openai import OpenAIError
 
-    from medbase_ray.corpus import CorpusError
+    from medbase_ray.corpus.rejects import CorpusError
     from medbase_ray.eval.prompts import EvalError
 
     cfg = _config(config, preset, (set_ or []) + ([f"eval.mode={mode}"] if mode else []), address)
@@ -291,7 +292,7 @@ def eval_(
 
             report = run_eval_on_ray(cfg, base_url, checkpoint, out)
         else:
-            from medbase_ray.eval import run_eval
+            from medbase_ray.eval.runner import run_eval
 
             report = run_eval(cfg, base_url, checkpoint, out)
     except (EvalError, CorpusError) as exc:

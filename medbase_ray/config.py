@@ -43,8 +43,10 @@ class RayConfig(StrictModel):
     env_vars: dict[str, str] = Field(default_factory=dict)
 
 
-class RunConfig(StrictModel):
-    # Root of all runs: a local directory or a cloud URI (s3://, gs://).
+class RunSettings(StrictModel):
+    """The `run:` section: where a run's stage outputs live (not ray.train.RunConfig)."""
+
+    # Root of all runs: a local directory or a URI (file://, s3://, gs://).
     root: str = "runs"
     name: str = "demo"
 
@@ -53,7 +55,7 @@ class RunConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    run: RunConfig = Field(default_factory=RunConfig)
+    run: RunSettings = Field(default_factory=RunSettings)
     ray: RayConfig = Field(default_factory=RayConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rewrite: RewriteConfig = Field(default_factory=RewriteConfig)
@@ -69,11 +71,20 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and every bad field."""
 
 
-PRESETS = ("tiny", "qwen2.5-0.5b", "cluster-7b")
+def _presets_dir() -> Path:
+    return Path(str(resources.files("medbase_ray") / "presets"))
+
+
+def preset_names() -> list[str]:
+    """The shipped presets: the YAML files of `medbase_ray/presets/`, sorted."""
+    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
+
+
+PRESETS = tuple(preset_names())
 
 
 def preset_path(name: str) -> Path:
-    path = Path(str(resources.files("medbase_ray") / "presets" / f"{name}.yaml"))
+    path = _presets_dir() / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown preset {name!r}; shipped presets: {', '.join(PRESETS)}")
     return path

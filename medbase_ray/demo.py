@@ -16,8 +16,13 @@ from medbase_ray.config import PipelineConfig
 
 def run_demo(cfg: PipelineConfig) -> int:
     """Run the pipeline on the bundled sample; returns the process exit code."""
-    from medbase_ray.corpus import read_conversations, read_eval_items, read_raw_texts, sample_dir
-    from medbase_ray.models import resolve_model_path
+    from medbase_ray.corpus.readers import (
+        read_conversations,
+        read_eval_items,
+        read_raw_texts,
+        sample_dir,
+    )
+    from medbase_ray.models.loading import resolve_model_path
     from medbase_ray.pipeline import format_comparison, run_pipeline
 
     start = time.monotonic()

@@ -26,8 +26,8 @@ def evaluate_through_endpoint(
     """Serve `model_path` as app `name`, run the benchmark against its endpoint, remove it."""
     from ray import serve
 
-    from medbase_ray.eval import run_eval
-    from medbase_ray.serve import start_server
+    from medbase_ray.eval.runner import run_eval
+    from medbase_ray.serve.app import start_server
 
     url = start_server(model_path, cfg, name=name, route_prefix=f"/{name}")
     log.info("eval: %s served at %s", name, url)
@@ -43,9 +43,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     Returns {"prepare", "train", "before", "after"}: the stage summaries and the two
     eval reports.
     """
-    from medbase_ray.prepare import run_prepare
+    from medbase_ray.prepare.pipeline import run_prepare
     from medbase_ray.ray_runtime import init_ray
-    from medbase_ray.train import run_train
+    from medbase_ray.train.run import run_train
 
     init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
     prepared = run_prepare(cfg)

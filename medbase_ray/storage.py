@@ -6,17 +6,36 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 
+def is_uri(path: str) -> bool:
+    """`s3://b/x`, `file:///tmp/x`: True; a plain path: False. The one place that asks."""
+    return "://" in str(path)
+
+
+def is_local_uri(path: str) -> bool:
+    """A `file://` URI: local files behind a URI (appendable, renameable)."""
+    return str(path).startswith("file://")
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """`s3://b/x` -> (S3FileSystem, "b/x"); a plain path -> (local, absolute path)."""
-    if "://" in uri:
+    if is_uri(uri):
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def cache_root() -> Path:
+    """`$MEDBASE_CACHE`, else `$XDG_CACHE_HOME/medbase-ray`, else `~/.cache/medbase-ray`."""
+    if os.environ.get("MEDBASE_CACHE"):
+        return Path(os.environ["MEDBASE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "medbase-ray"
 
 
 def join(uri: str, *parts: str) -> str:
@@ -37,6 +56,26 @@ def remove_tree(uri: str) -> None:
     fs, path = resolve(uri)
     if fs.get_file_info(path).type == pafs.FileType.Directory:
         fs.delete_dir(path)
+
+
+def remove_file(uri: str) -> None:
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def list_files(uri: str, suffix: str = "") -> list[str]:
+    """The files directly under the directory `uri` whose names end with `suffix`, sorted
+    (as URIs when `uri` is one); [] when the directory does not exist."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return []
+    names = [
+        info.base_name
+        for info in fs.get_file_info(pafs.FileSelector(path))
+        if info.type == pafs.FileType.File and info.base_name.endswith(suffix)
+    ]
+    return [join(uri, name) for name in sorted(names)]
 
 
 def read_bytes(uri: str) -> bytes:

@@ -19,7 +19,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
     """The embedded tiny model directory (built once, cached in the user cache)."""
-    from medbase_ray.models import tiny_model_dir
+    from medbase_ray.models.tiny import tiny_model_dir
 
     return tiny_model_dir()
 
@@ -51,7 +51,7 @@ def tiny_endpoint(ray_local, tiny_dir):
     from ray import serve
 
     from medbase_ray.config import PipelineConfig
-    from medbase_ray.serve import start_server
+    from medbase_ray.serve.app import start_server
 
     cfg = PipelineConfig()
     cfg.serve.port = int(os.environ.get("MEDBASE_TEST_SERVE_PORT", "18000"))

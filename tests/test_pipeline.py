@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from medbase_ray.config import load_config
-from medbase_ray.corpus import LANGUAGES
+from medbase_ray.corpus.languages import LANGUAGES
 from medbase_ray.pipeline import format_comparison, language_accuracies, run_pipeline
 
 pytestmark = pytest.mark.integration

@@ -170,7 +170,7 @@ class InProcessLM:
     ) -> InProcessLM:
         import torch
 
-        from medbase_ray.models import load_model, load_tokenizer, resolve_model_path
+        from medbase_ray.models.loading import load_model, load_tokenizer, resolve_model_path
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -66,7 +66,7 @@ def run_eval_on_ray(
     """`run_eval` with the checkpoint in a Ray actor; `num_gpus` None: 1 if the cluster has GPUs."""
     if base_url or cfg.eval.base_url:
         return run_eval(cfg, base_url, model_path, out_dir)
-    from medbase_ray.models import resolve_model_path
+    from medbase_ray.models.loading import resolve_model_path
 
     resources = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
     if num_gpus is None:

@@ -25,7 +25,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medbase_ray.corpus import CorpusError, read_eval_items, sample_dir
+from medbase_ray.corpus.readers import read_eval_items, sample_dir
+from medbase_ray.corpus.rejects import CorpusError
 from medbase_ray.corpus.writers import write_json, write_jsonl
 from medbase_ray.eval.config import EvalConfig
 from medbase_ray.eval.lm import EndpointLM, InProcessLM, LanguageModel
@@ -285,7 +286,7 @@ def upload_stage(local: Path, uri: str) -> None:
 
 
 async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path, lm) -> dict:
-    from medbase_ray.models import load_tokenizer, resolve_model_path
+    from medbase_ray.models.loading import load_tokenizer, resolve_model_path
 
     ecfg = cfg.eval
     endpoint = _endpoint(ecfg, base_url) if base_url else None

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from medbase_ray.models.chat import APOLLO_CHAT_TEMPLATE, EOS
+from medbase_ray.storage import cache_root
 
 PAD = "<|pad|>"
 # ~5M parameters: most of the compute of such a model is in its output layer, so the
@@ -39,14 +40,6 @@ SEED = 1234
 # \p{L}), as real Qwen2 does: Hindi takes ~2x the tokens of the other languages.
 QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 RECIPE_VERSION = 2  # bump when the build code changes in a way the hash cannot see
-
-
-def cache_root() -> Path:
-    """`$MEDBASE_CACHE`, else `$XDG_CACHE_HOME/medbase-ray`, else `~/.cache/medbase-ray`."""
-    if os.environ.get("MEDBASE_CACHE"):
-        return Path(os.environ["MEDBASE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "medbase-ray"
 
 
 def _training_texts() -> list[str]:

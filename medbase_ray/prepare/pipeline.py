@@ -12,7 +12,7 @@ that many *groups* into one task; the tokenizer batches and packing windows are 
 inside the functions instead.)
 
     from medbase_ray.config import load_config
-    from medbase_ray.prepare import run_prepare
+    from medbase_ray.prepare.pipeline import run_prepare
     summary = run_prepare(load_config(preset="tiny"))
 """
 
@@ -78,7 +78,7 @@ class PreparedDatasink(Datasink[dict]):
 def _inputs(cfg: PipelineConfig) -> list[str]:
     if cfg.prepare.inputs:
         return list(cfg.prepare.inputs)
-    from medbase_ray.corpus import sample_dir
+    from medbase_ray.corpus.readers import sample_dir
 
     return [str(sample_dir() / "apollo")]
 
@@ -117,7 +117,7 @@ def run_prepare(cfg: PipelineConfig) -> dict[str, Any]:
     run.name); an incomplete one is removed and made again.
     """
     from medbase_ray import storage
-    from medbase_ray.models import resolve_model_path
+    from medbase_ray.models.loading import resolve_model_path
     from medbase_ray.ray_runtime import init_ray
 
     p, m, out = cfg.prepare, cfg.model, cfg.run.stage_dir("prepared")

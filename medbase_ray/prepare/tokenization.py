@@ -186,7 +186,7 @@ def tokenizer_from_spec(spec: dict) -> Any:
         if "json" in spec:
             _TOKENIZERS[key] = BackendTokenizer(spec["json"], spec["eos_token"])
         else:
-            from medbase_ray.models import load_tokenizer
+            from medbase_ray.models.loading import load_tokenizer
 
             _TOKENIZERS[key] = load_tokenizer(
                 spec["path"], trust_remote_code=spec["trust_remote_code"]

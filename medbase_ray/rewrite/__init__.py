@@ -1,9 +1,5 @@
 """The rewrite stage: raw medical text -> conversations through a teacher LLM.
 
-from medbase_ray.rewrite import run_rewrite
+from medbase_ray.rewrite.pipeline import run_rewrite
 summary = run_rewrite(cfg)              # or run_rewrite(cfg, dry_run=True)
 """
-
-from medbase_ray.rewrite.pipeline import run_rewrite
-
-__all__ = ["run_rewrite"]

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from medbase_ray.corpus import RejectSink, read_conversations, read_raw_texts, sample_dir
+from medbase_ray.corpus.readers import read_conversations, read_raw_texts, sample_dir
+from medbase_ray.corpus.rejects import RejectSink
 from medbase_ray.rewrite.estimate import estimate_items
 from medbase_ray.rewrite.prompts import PromptSet, load_prompts
 from medbase_ray.rewrite.store import RewriteStore, ShardBuffer, task_of

@@ -2,7 +2,7 @@
 
     medbase serve tiny                                   # Ctrl-C to stop
     serve run cluster/serve.yaml                         # or: serve deploy cluster/serve.yaml
-    python -c "from medbase_ray.serve import start_server; ..."
+    python -c "from medbase_ray.serve.app import start_server; ..."
 
 Each replica loads the checkpoint once and batches sequences from all its in-flight
 requests with `@serve.batch`; the HTTP surface is `api.create_api` (no Ray there).
@@ -43,7 +43,7 @@ class OpenAIDeployment:
     ) -> None:
         import torch
 
-        from medbase_ray.models import load_tokenizer
+        from medbase_ray.models.loading import load_tokenizer
 
         self.cfg, self.api_key_sha256 = serve_cfg, api_key_sha256
         use_gpu = serve_cfg.num_gpus > 0 and torch.cuda.is_available()

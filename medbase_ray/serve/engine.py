@@ -164,7 +164,7 @@ class Engine:
         device: str = "cpu",
         trust_remote_code: bool = False,
     ) -> Engine:
-        from medbase_ray.models import load_model, load_tokenizer
+        from medbase_ray.models.loading import load_model, load_tokenizer
 
         tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
         model = load_model(model_path, dtype, device, trust_remote_code).eval()

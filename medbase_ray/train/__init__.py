@@ -8,9 +8,6 @@ metrics.py           metric sums, reduced over workers; metrics.csv / TensorBoar
 data.py              the prepared mixture as a Ray Dataset, fingerprint checked
 ray_train.py         the Ray layer: TorchTrainer, shards, checkpoints, progress
 run.py               run_train: what `medbase train` and jobs/train.py call
+
+    from medbase_ray.train.run import run_train
 """
-
-from medbase_ray.train.data import load_dev_data
-from medbase_ray.train.run import TrainRunError, run_train
-
-__all__ = ["TrainRunError", "load_dev_data", "run_train"]

@@ -22,7 +22,7 @@ REQUIRED_COLUMNS = ("input_ids", "labels", "position_ids", "n_real_tokens")
 def check_prepared(cfg: PipelineConfig, prepared_dir: str, tokenizer) -> dict:
     """The manifest of `prepared_dir`, if it was prepared for this tokenizer and chat
     format (else FingerprintMismatch, saying what differs). No Ray needed."""
-    from medbase_ray.prepare import check_fingerprint, read_manifest
+    from medbase_ray.prepare.manifest import check_fingerprint, read_manifest
 
     manifest = read_manifest(prepared_dir)
     check_fingerprint(manifest, tokenizer, cfg.model.chat_format)
@@ -31,7 +31,7 @@ def check_prepared(cfg: PipelineConfig, prepared_dir: str, tokenizer) -> dict:
 
 def load_prepared(cfg: PipelineConfig, prepared_dir: str, tokenizer) -> tuple[Any, dict]:
     """(Dataset of the mixture of `prepared_dir`, mixture report), fingerprint checked."""
-    from medbase_ray.prepare import resolve_mixture
+    from medbase_ray.prepare.pipeline import resolve_mixture
 
     check_prepared(cfg, prepared_dir, tokenizer)
     dataset, report = resolve_mixture(prepared_dir, cfg.mixture)
@@ -51,7 +51,7 @@ def check_columns(names: list[str], where: str) -> None:
 def load_dev_data(cfg: PipelineConfig, prepared_dir: str):
     """Every row of a prepared directory (its sources in proportion), for the dev loss."""
     from medbase_ray.models.loading import load_tokenizer
-    from medbase_ray.prepare import MixtureSpec
+    from medbase_ray.prepare.config import MixtureSpec
 
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
     proportional = MixtureSpec(seed=cfg.mixture.seed)

@@ -18,7 +18,8 @@ def benchmark_accuracy(model, tokenizer, config_yaml: str) -> dict[str, float]:
     import yaml
 
     from medbase_ray.config import PipelineConfig
-    from medbase_ray.eval import InProcessLM, run_eval
+    from medbase_ray.eval.lm import InProcessLM
+    from medbase_ray.eval.runner import run_eval
 
     cfg = PipelineConfig.model_validate(yaml.safe_load(config_yaml))
     ecfg = cfg.eval

@@ -1,7 +1,7 @@
 """`run_train`: the train stage from Python (what `medbase train` and jobs/train.py call).
 
     from medbase_ray.config import load_config
-    from medbase_ray.train import run_train
+    from medbase_ray.train.run import run_train
     out = run_train(load_config(preset="tiny"), resume=False)
     out["checkpoint"]   # a Hugging Face model directory: from_pretrained / medbase serve
 

@@ -66,7 +66,7 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     """One trial (runs in a Tune actor): train on the trial's mixture, report dev figures."""
     from ray import tune
 
-    from medbase_ray.train import run_train
+    from medbase_ray.train.run import run_train
 
     cfg = PipelineConfig.model_validate(yaml.safe_load(config_yaml))
     weights = trial_weights(params)
@@ -90,7 +90,7 @@ def run_tune(cfg: PipelineConfig) -> dict[str, Any]:
 
     from medbase_ray import storage
     from medbase_ray.config import dump_config
-    from medbase_ray.prepare import run_prepare
+    from medbase_ray.prepare.pipeline import run_prepare
     from medbase_ray.ray_runtime import init_ray
 
     t = cfg.tune

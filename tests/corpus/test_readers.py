@@ -9,15 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from medbase_ray.corpus import (
-    CorpusError,
-    RejectSink,
-    read_conversations,
-    read_eval_items,
-    read_raw_texts,
-)
 from medbase_ray.corpus.languages import language_of_source, looks_like_language
+from medbase_ray.corpus.readers import read_conversations, read_eval_items, read_raw_texts
 from medbase_ray.corpus.records import CONVERSATION_SCHEMA, parse_options
+from medbase_ray.corpus.rejects import CorpusError, RejectSink
 
 
 def write(path: Path, data) -> Path:

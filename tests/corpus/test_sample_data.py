@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from medbase_ray.corpus import (
-    LANGUAGES,
+from medbase_ray.corpus.languages import LANGUAGES
+from medbase_ray.corpus.readers import (
     read_conversations,
     read_eval_items,
     read_raw_texts,

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from medbase_ray.corpus import CorpusError
-from medbase_ray.eval import EvalConfig, EvalError, load_benchmark
+from medbase_ray.corpus.rejects import CorpusError
+from medbase_ray.eval.config import EvalConfig
+from medbase_ray.eval.prompts import EvalError
+from medbase_ray.eval.runner import load_benchmark
 
 from .conftest import DEV_ITEMS, TEST_ITEMS, write_json
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from medbase_ray.config import load_config
-from medbase_ray.eval import EndpointLM, InProcessLM, run_eval
+from medbase_ray.eval.lm import EndpointLM, InProcessLM
 from medbase_ray.eval.prompts import build_prompt, render_apollo
-from medbase_ray.eval.runner import load_benchmark
+from medbase_ray.eval.runner import load_benchmark, run_eval
 
 pytestmark = pytest.mark.integration
 

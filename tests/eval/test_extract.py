@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medbase_ray.eval import extract_answer
+from medbase_ray.eval.extract import extract_answer
 
 ABCD = {"A": "Liver", "B": "Pancreas", "C": "Kidney", "D": "Spleen"}
 YES_NO_MAYBE = {"A": "yes", "B": "no", "C": "maybe"}

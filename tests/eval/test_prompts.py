@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from medbase_ray.eval import EvalError, build_prompt, select_shots
-from medbase_ray.eval.prompts import chat_renderer, load_templates, render_apollo
+from medbase_ray.eval.prompts import (
+    EvalError,
+    build_prompt,
+    chat_renderer,
+    load_templates,
+    render_apollo,
+    select_shots,
+)
 
 from .conftest import DEV_ITEMS, TEST_ITEMS
 
@@ -156,7 +162,7 @@ def test_cloze_scores_the_option_texts_after_the_question() -> None:
 
 
 def test_template_chat_format_agrees_with_apollo_for_the_embedded_tokenizer(tiny_dir) -> None:
-    from medbase_ray.models import load_tokenizer
+    from medbase_ray.models.loading import load_tokenizer
 
     # The embedded tokenizer's chat_template is Apollo's format as Jinja.
     render = chat_renderer("template", load_tokenizer(str(tiny_dir)))

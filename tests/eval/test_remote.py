@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from medbase_ray.config import load_config
-from medbase_ray.eval import run_eval
 from medbase_ray.eval.remote import run_eval_on_ray
+from medbase_ray.eval.runner import run_eval
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medbase_ray.eval import build_report, render_markdown
-from medbase_ray.eval.report import APOLLO_COLUMNS
+from medbase_ray.eval.report import APOLLO_COLUMNS, build_report, render_markdown
 
 LANG = {
     "medqa-usmle": "en",

@@ -9,7 +9,9 @@ import pytest
 
 from medbase_ray.config import PipelineConfig, load_config
 from medbase_ray.corpus.records import parse_options
-from medbase_ray.eval import EvalError, extract_answer, run_eval
+from medbase_ray.eval.extract import extract_answer
+from medbase_ray.eval.prompts import EvalError
+from medbase_ray.eval.runner import run_eval
 
 
 def config(bench_dir: Path, tiny_dir: Path, *overrides: str) -> PipelineConfig:
@@ -87,8 +89,7 @@ def test_loglikelihood_equals_a_direct_forward(bench_dir: Path, tiny_dir: Path) 
 
     import torch
 
-    from medbase_ray.eval import InProcessLM
-    from medbase_ray.eval.lm import torch_threads
+    from medbase_ray.eval.lm import InProcessLM, torch_threads
     from medbase_ray.eval.prompts import build_prompt, render_apollo
     from medbase_ray.eval.runner import load_benchmark
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from medbase_ray.corpus import sample_dir
-from medbase_ray.models import load_model, load_tokenizer, resolve_model_path
+from medbase_ray.corpus.readers import sample_dir
 from medbase_ray.models.chat import apollo_prompt, apollo_segments
+from medbase_ray.models.loading import load_model, load_tokenizer, resolve_model_path
 from medbase_ray.models.tiny import TINY_MODEL_CONFIG, _training_texts, recipe_hash
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medbase_ray.corpus import CorpusError
+from medbase_ray.corpus.rejects import CorpusError
 from medbase_ray.prepare.inputs import group_files, list_conversation_files, read_conversation_file
 
 

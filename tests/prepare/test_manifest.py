@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from medbase_ray.prepare import FingerprintMismatch, check_fingerprint, fingerprint
-from medbase_ray.prepare.manifest import tokenizer_fingerprint
+from medbase_ray.prepare.manifest import (
+    FingerprintMismatch,
+    check_fingerprint,
+    fingerprint,
+    tokenizer_fingerprint,
+)
 
 
 def reload(tokenizer, tmp_path: Path):

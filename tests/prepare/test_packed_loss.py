@@ -18,7 +18,7 @@ from medbase_ray.prepare.tokenization import tokenize_conversations
 
 @pytest.fixture(scope="module")
 def model(tiny_dir):
-    from medbase_ray.models import load_model
+    from medbase_ray.models.loading import load_model
 
     m = load_model(str(tiny_dir), dtype="float32")
     m.eval()

@@ -12,20 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from medbase_ray.config import load_config
-from medbase_ray.corpus import read_conversations, sample_dir
+from medbase_ray.corpus.readers import read_conversations, sample_dir
 from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
-from medbase_ray.prepare import (
+from medbase_ray.prepare.config import MixtureSpec
+from medbase_ray.prepare.manifest import (
     FingerprintMismatch,
-    MixtureSpec,
     check_fingerprint,
     fingerprint,
     read_manifest,
-    resolve_mixture,
-    run_prepare,
 )
 from medbase_ray.prepare.output import reject_rows
 from medbase_ray.prepare.packing import split_samples
-from medbase_ray.prepare.pipeline import PrepareError
+from medbase_ray.prepare.pipeline import PrepareError, resolve_mixture, run_prepare
 from medbase_ray.prepare.tokenization import tokenize_conversations
 
 pytestmark = pytest.mark.integration

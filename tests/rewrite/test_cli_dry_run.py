@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from medbase_ray.corpus import read_raw_texts, sample_dir
+from medbase_ray.corpus.readers import read_raw_texts, sample_dir
 from medbase_ray.rewrite.estimate import approx_tokens
 from medbase_ray.rewrite.prompts import load_prompts
 

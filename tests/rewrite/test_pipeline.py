@@ -11,8 +11,8 @@ import pytest
 from rewrite_inputs import passage, write_jsonl
 
 from medbase_ray.config import PipelineConfig
-from medbase_ray.corpus import read_conversations
-from medbase_ray.rewrite import run_rewrite
+from medbase_ray.corpus.readers import read_conversations
+from medbase_ray.rewrite.pipeline import run_rewrite
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import yaml
 from rewrite_inputs import passage, write_jsonl
 
 from medbase_ray.config import load_config
-from medbase_ray.rewrite import run_rewrite
+from medbase_ray.rewrite.pipeline import run_rewrite
 from medbase_ray.rewrite.store import RewriteStore
 
 pytestmark = pytest.mark.integration

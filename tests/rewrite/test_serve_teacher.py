@@ -9,9 +9,9 @@ import pytest
 from rewrite_inputs import write_jsonl
 
 from medbase_ray.config import PipelineConfig
-from medbase_ray.corpus import read_raw_texts, sample_dir
-from medbase_ray.rewrite import run_rewrite
+from medbase_ray.corpus.readers import read_raw_texts, sample_dir
 from medbase_ray.rewrite.parsing import REASONS
+from medbase_ray.rewrite.pipeline import run_rewrite
 from medbase_ray.rewrite.store import RewriteStore
 from medbase_ray.rewrite.teacher import TeacherUnusable
 

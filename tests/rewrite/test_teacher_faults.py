@@ -129,7 +129,7 @@ def test_qps_limit_spaces_request_starts(fault_teacher) -> None:
 
 def test_an_unreachable_teacher_stops_the_run_before_anything_is_written(tmp_path) -> None:
     from medbase_ray.config import PipelineConfig
-    from medbase_ray.rewrite import run_rewrite
+    from medbase_ray.rewrite.pipeline import run_rewrite
     from medbase_ray.rewrite.teacher import TeacherUnusable
 
     cfg = PipelineConfig.model_validate(

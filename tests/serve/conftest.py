@@ -25,7 +25,7 @@ def _deploy_variant(model_path: str, name: str, **serve_fields: Any) -> Iterator
     from ray import serve
 
     from medbase_ray.config import PipelineConfig
-    from medbase_ray.serve import start_server
+    from medbase_ray.serve.app import start_server
     from medbase_ray.serve.config import ServeConfig
 
     cfg = PipelineConfig()
@@ -40,7 +40,7 @@ def _deploy_variant(model_path: str, name: str, **serve_fields: Any) -> Iterator
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_dir):
-    from medbase_ray.models import load_tokenizer
+    from medbase_ray.models.loading import load_tokenizer
 
     return load_tokenizer(str(tiny_dir))
 
@@ -48,7 +48,7 @@ def tiny_tokenizer(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dir):
     """The same checkpoint in this process, to compare the endpoint with."""
-    from medbase_ray.models import load_model
+    from medbase_ray.models.loading import load_model
 
     return load_model(str(tiny_dir)).eval()
 

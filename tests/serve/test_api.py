@@ -20,7 +20,7 @@ GOOD = {"model": "tiny", "prompt": "User:fever?\nAssistant:", "max_tokens": 2, "
 
 @pytest.fixture(scope="module")
 def served(tiny_dir):
-    from medbase_ray.models import load_tokenizer
+    from medbase_ray.models.loading import load_tokenizer
 
     engine = Engine.load(str(tiny_dir))
     tok = load_tokenizer(str(tiny_dir))

@@ -192,7 +192,7 @@ def test_cluster_serve_yaml_is_a_valid_serve_config_of_this_app():
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
-    from medbase_ray.serve import app as serve_app
+    import medbase_ray.serve.app as serve_app
 
     path = Path(__file__).parents[2] / "cluster" / "serve.yaml"
     schema = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))

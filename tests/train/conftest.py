@@ -44,7 +44,7 @@ def make_cfg():
 @pytest.fixture(scope="session")
 def prepared_dir(ray_local, tmp_path_factory) -> str:
     """The bundled sample, prepared (tokenized, loss-masked, packed) for the tiny model."""
-    from medbase_ray.prepare import run_prepare
+    from medbase_ray.prepare.pipeline import run_prepare
 
     cfg = make_config(tmp_path_factory.mktemp("prepare"))
     return run_prepare(cfg)["output_dir"]
@@ -55,7 +55,8 @@ def packed_rows(prepared_dir) -> pa.Table:
     """The mixture's packed rows, in its deterministic order."""
     import ray
 
-    from medbase_ray.prepare import MixtureSpec, resolve_mixture
+    from medbase_ray.prepare.config import MixtureSpec
+    from medbase_ray.prepare.pipeline import resolve_mixture
 
     dataset, _ = resolve_mixture(prepared_dir, MixtureSpec())
     return pa.concat_tables(ray.get(dataset.to_arrow_refs()))
@@ -65,8 +66,8 @@ def packed_rows(prepared_dir) -> pa.Table:
 def local_rows(tiny_dir) -> pa.Table:
     """Packed rows of bundled conversations made in this process, without Ray (the
     prepare stage's pure functions): for the tests of the loop alone."""
-    from medbase_ray.corpus import read_conversations, sample_dir
-    from medbase_ray.models import load_tokenizer
+    from medbase_ray.corpus.readers import read_conversations, sample_dir
+    from medbase_ray.models.loading import load_tokenizer
     from medbase_ray.prepare.stream import pack_conversations
 
     tokenizer = load_tokenizer(str(tiny_dir))

@@ -30,7 +30,7 @@ from medbase_ray.train.recipe import plan_steps
 def test_packed_samples_do_not_attend_to_each_other(tiny_dir) -> None:
     """position_ids restarting at 0 and no attention_mask: each sample of a packed row
     gets exactly the logits it gets alone (transformers' block-diagonal mask)."""
-    from medbase_ray.models import load_model
+    from medbase_ray.models.loading import load_model
 
     model = load_model(str(tiny_dir)).eval()
     g = torch.Generator().manual_seed(0)

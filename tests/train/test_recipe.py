@@ -77,7 +77,7 @@ def test_step_plan() -> None:
 
 
 def test_no_weight_decay_on_biases_and_norms(tiny_dir) -> None:
-    from medbase_ray.models import load_model
+    from medbase_ray.models.loading import load_model
 
     model = load_model(str(tiny_dir))
     decay, no_decay = param_groups(model, 0.1)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from medbase_ray.corpus import LANGUAGES
+from medbase_ray.corpus.languages import LANGUAGES
 from medbase_ray.train.checkpoint import CONFIG_FILE, TRAIN_META_FILE, read_train_meta
 from medbase_ray.train.metrics import read_metrics
 from medbase_ray.train.run import TrainRunError, run_train

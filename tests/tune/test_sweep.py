@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medbase_ray.config import load_config
-from medbase_ray.corpus import LANGUAGES
+from medbase_ray.corpus.languages import LANGUAGES
 
 pytestmark = pytest.mark.integration
 
