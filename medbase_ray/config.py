@@ -29,7 +29,9 @@ class ModelConfig(StrictModel):
     # is a Hugging Face model directory or name, loaded as is.
     name_or_path: str = "tiny"
     # apollo: `User:{q}\nAssistant:{a}<|endoftext|>`; template: the tokenizer's chat_template.
-    chat_format: Literal["apollo", "template"] = "apollo"
+    # None: the checkpoint's own (its medbase_config.yaml), else apollo. Resolve it with
+    # medbase_ray.models.checkpoint_info.resolve_model_settings, not by reading it here.
+    chat_format: Literal["apollo", "template"] | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
 

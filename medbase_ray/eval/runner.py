@@ -33,6 +33,7 @@ from medbase_ray.eval.lm import EndpointLM, InProcessLM, LanguageModel
 from medbase_ray.eval.prompts import EvalError, Prompt, build_prompt, chat_renderer, template_for
 from medbase_ray.eval.report import build_report, render_markdown
 from medbase_ray.eval.scoring import score_item
+from medbase_ray.models.checkpoint_info import resolve_model_settings
 
 if TYPE_CHECKING:
     from medbase_ray.config import PipelineConfig
@@ -289,6 +290,7 @@ async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path,
     from medbase_ray.models.loading import load_tokenizer, resolve_model_path
 
     ecfg = cfg.eval
+    chat_format = resolve_model_settings(cfg.model, model_path).chat_format
     endpoint = _endpoint(ecfg, base_url) if base_url else None
     if endpoint is not None:
         lm = endpoint
@@ -299,7 +301,7 @@ async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path,
             model_id = lm.name
         else:
             model_id = resolve_model_path(model_path)
-        expected = fingerprint(ecfg, model_id, cfg.model.chat_format, items, dev)
+        expected = fingerprint(ecfg, model_id, chat_format, items, dev)
         fp_path = out / "fingerprint.json"
         if fp_path.exists():
             before = json.loads(fp_path.read_text(encoding="utf-8"))
@@ -325,7 +327,7 @@ async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path,
                 tokenizer,
                 ecfg.cpu_threads,
             )
-        render = chat_renderer(cfg.model.chat_format, tokenizer)
+        render = chat_renderer(chat_format, tokenizer)
         prompts = {
             item["id"]: build_prompt(
                 item,
@@ -356,7 +358,7 @@ async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path,
         "mode": ecfg.mode,
         "model": model_id,
         "endpoint": base_url,
-        "chat_format": cfg.model.chat_format,
+        "chat_format": chat_format,
         "k_shot": ecfg.k_shot,
         "apollo_compat": ecfg.apollo_compat,
         "max_new_tokens": ecfg.max_new_tokens if ecfg.mode == "generate" else None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 EOS = "<|endoftext|>"
+# The chat format of a model whose config and checkpoint name none: Apollo's own.
+DEFAULT_CHAT_FORMAT = "apollo"
 USER_PREFIX = "User:"
 ASSISTANT_PREFIX = "\nAssistant:"
 TURN_SEPARATOR = "\n"

@@ -117,10 +117,12 @@ def run_prepare(cfg: PipelineConfig) -> dict[str, Any]:
     run.name); an incomplete one is removed and made again.
     """
     from medbase_ray import storage
+    from medbase_ray.models.checkpoint_info import resolve_model_settings
     from medbase_ray.models.loading import resolve_model_path
     from medbase_ray.ray_runtime import init_ray
 
     p, m, out = cfg.prepare, cfg.model, cfg.run.stage_dir("prepared")
+    chat_format = resolve_model_settings(m).chat_format
     inputs = _inputs(cfg)
     tokenizer_path = resolve_model_path(m.name_or_path)
     tokenizer = tokenizer_from_spec(
@@ -129,19 +131,19 @@ def run_prepare(cfg: PipelineConfig) -> dict[str, Any]:
     # What the output depends on, compared before a complete output is reused.
     resolved = {
         "model": m.name_or_path,
-        "chat_format": m.chat_format,
+        "chat_format": chat_format,
         "inputs": inputs,
         "prepare": p.model_dump(mode="json", exclude={"inputs"}),
     }
-    done = complete_manifest(out, resolved, fingerprint(tokenizer, m.chat_format, p.seq_len))
+    done = complete_manifest(out, resolved, fingerprint(tokenizer, chat_format, p.seq_len))
     if done is not None:
         log.info("%s is complete: skipping prepare", out)
         return {"output_dir": out, "skipped": True, "manifest": done}
     storage.remove_tree(out)  # an incomplete earlier attempt: start again
 
     init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
-    spec = worker_tokenizer_spec(tokenizer, tokenizer_path, m.trust_remote_code, m.chat_format)
-    tokenize_args = {"tokenizer": spec, "batch_size": p.batch_size, "chat_format": m.chat_format}
+    spec = worker_tokenizer_spec(tokenizer, tokenizer_path, m.trust_remote_code, chat_format)
+    tokenize_args = {"tokenizer": spec, "batch_size": p.batch_size, "chat_format": chat_format}
     tokenize_args |= {"seq_len": p.seq_len, "overlong": p.overlong}
     pack_args = {"seq_len": p.seq_len, "packing": p.packing, "window": p.pack_window}
     pack_args["pad_id"] = pad_id_of(tokenizer)
@@ -162,7 +164,7 @@ def run_prepare(cfg: PipelineConfig) -> dict[str, Any]:
         seq_len=p.seq_len,
         tokenizer=tokenizer,
         tokenizer_name=m.name_or_path,
-        chat_format=m.chat_format,
+        chat_format=chat_format,
         packing=p.packing,
         config=resolved,
         reject_files=reject_files,

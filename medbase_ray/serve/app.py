@@ -43,6 +43,7 @@ class OpenAIDeployment:
     ) -> None:
         import torch
 
+        from medbase_ray.models.checkpoint_info import resolve_model_settings
         from medbase_ray.models.loading import load_tokenizer
 
         self.cfg, self.api_key_sha256 = serve_cfg, api_key_sha256
@@ -59,7 +60,7 @@ class OpenAIDeployment:
             model_id=model_id,
             tokenizer=tokenizer,
             context_tokens=context or tokenizer.model_max_length,
-            chat_format=model_cfg.chat_format,
+            chat_format=resolve_model_settings(model_cfg, model_path).chat_format,
             created=int(time.time()),
             vocab_size=getattr(config, "vocab_size", None) or len(tokenizer),
         )

@@ -22,10 +22,11 @@ REQUIRED_COLUMNS = ("input_ids", "labels", "position_ids", "n_real_tokens")
 def check_prepared(cfg: PipelineConfig, prepared_dir: str, tokenizer) -> dict:
     """The manifest of `prepared_dir`, if it was prepared for this tokenizer and chat
     format (else FingerprintMismatch, saying what differs). No Ray needed."""
+    from medbase_ray.models.checkpoint_info import resolve_model_settings
     from medbase_ray.prepare.manifest import check_fingerprint, read_manifest
 
     manifest = read_manifest(prepared_dir)
-    check_fingerprint(manifest, tokenizer, cfg.model.chat_format)
+    check_fingerprint(manifest, tokenizer, resolve_model_settings(cfg.model).chat_format)
     return manifest
 
 

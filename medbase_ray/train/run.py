@@ -139,6 +139,7 @@ def run_train(
 
     from medbase_ray import storage
     from medbase_ray.config import dump_config
+    from medbase_ray.models.checkpoint_info import resolve_model_settings
     from medbase_ray.models.loading import load_tokenizer
     from medbase_ray.ray_runtime import init_ray, worker_env
     from medbase_ray.train.data import check_columns, check_prepared, load_prepared
@@ -193,7 +194,7 @@ def run_train(
     run = WorkerRun(
         train=train,
         model_name_or_path=cfg.model.name_or_path,
-        chat_format=cfg.model.chat_format,
+        chat_format=resolve_model_settings(cfg.model).chat_format,
         trust_remote_code=cfg.model.trust_remote_code,
         plan=plan,
         config_yaml=dump_config(cfg),
