@@ -65,3 +65,53 @@ def test_not_yaml_and_not_mapping(tmp_path: Path) -> None:
 def test_stage_dir() -> None:
     cfg = load_config(overrides=["run.root=s3://bucket/x/", "run.name=r1"])
     assert cfg.run.stage_dir("train") == "s3://bucket/x/r1/train"
+
+
+# -- config modules are leaves ---------------------------------------------------------
+_HEAVY = ("torch", "ray", "transformers", "deepspeed")
+_CONFIG_MODULES = [
+    "medbase_ray.config",
+    *(
+        f"medbase_ray.{stage}.config"
+        for stage in ("rewrite", "prepare", "train", "tune", "serve", "eval")
+    ),
+]
+
+
+@pytest.mark.parametrize("module", _CONFIG_MODULES)
+def test_config_modules_import_nothing_heavy(module: str) -> None:
+    """A fresh interpreter importing a config module loads no torch, ray, transformers
+    or deepspeed, and no package module beyond configs (no stage runner)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, importlib; importlib.import_module(sys.argv[1]); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, module], capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(out.stdout)
+    heavy = [m for m in loaded if m.split(".")[0] in _HEAVY]
+    assert heavy == [], f"{module} imports {heavy[:5]}"
+    own = [m for m in loaded if m.startswith("medbase_ray.")]
+    not_config = [
+        m
+        for m in own
+        if m.rpartition(".")[2] not in ("config", "config_base")
+        and m.count(".") > 1  # stage packages themselves are docstring-only
+    ]
+    assert not_config == [], f"{module} imports {not_config}"
+
+
+def test_preset_list_is_the_presets_directory() -> None:
+    from importlib import resources
+
+    shipped = sorted(
+        p.name[:-5]
+        for p in (resources.files("medbase_ray") / "presets").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    assert list(PRESETS) == shipped and "tiny" in shipped
