@@ -118,8 +118,10 @@ def build_trainer(
     storage_dir: str,
     log_dir: str,
     worker_env: dict[str, str],
+    callbacks: list[UserCallback] | None = None,
 ) -> TorchTrainer:
-    """The TorchTrainer of one run; `storage_dir` is the run's directory (local or URI)."""
+    """The TorchTrainer of one run; `storage_dir` is the run's directory (local or URI).
+    `callbacks` join the progress callback (a Tune trial passes TuneReportCallback)."""
     train = run.train
     parent, _, name = storage_dir.rstrip("/").rpartition("/")
     for dataset in datasets.values():
@@ -138,7 +140,7 @@ def build_trainer(
             storage_path=parent,
             failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=train.keep_last),
-            callbacks=[ProgressCallback(log_dir, run.plan.total_steps)],
+            callbacks=[ProgressCallback(log_dir, run.plan.total_steps), *(callbacks or [])],
             worker_runtime_env={"env_vars": worker_env},
             # Per-report INFO lines would repeat what metrics.csv and the bar show.
             logging_config=LoggingConfig(log_level="WARNING"),

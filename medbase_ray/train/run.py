@@ -123,6 +123,7 @@ def run_train(
     dev_dataset=None,
     resume: bool = False,
     data_dir: str | None = None,
+    callbacks: list | None = None,
 ) -> dict[str, Any]:
     """Fine-tune `cfg.model` on packed rows; returns the final checkpoint and metrics.
 
@@ -131,6 +132,9 @@ def run_train(
     resume: continue the run in the run directory from its latest checkpoint, at the
     exact step and data position. Without it, a run directory holding checkpoints of an
     unfinished run is an error, and a finished one is returned as it is.
+
+    callbacks: more Ray Train UserCallbacks (a Tune trial streams the reports to Tune
+    with TuneReportCallback).
 
     Returns {"checkpoint": local HF model dir, "metrics": [per reported step], "final":
     last metrics, "steps": optimizer steps, "plan": step plan, "run_dir", "probe"?}.
@@ -206,7 +210,7 @@ def run_train(
     if is_remote(run_dir) and storage.exists(earlier_csv):  # a resumed run keeps its history
         Path(log_dir, "metrics.csv").write_bytes(storage.read_bytes(earlier_csv))
     env = worker_env(cfg.ray.env_vars) | ({} if train.use_gpu else {"DS_ACCELERATOR": "cpu"})
-    trainer = build_trainer(run, datasets, run_dir, log_dir, env)
+    trainer = build_trainer(run, datasets, run_dir, log_dir, env, callbacks)
     storage.write_bytes(storage.join(run_dir, "config.yaml"), dump_config(cfg).encode())
     try:
         result = trainer.fit()
