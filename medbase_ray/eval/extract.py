@@ -1,10 +1,13 @@
-"""Answer extraction from generated text, as Apollo's scorer does it, plus answer phrases.
+"""Answer extraction from generated text (the default mode), after Apollo's scorer.
 
-Apollo (FreedomIntelligence/Apollo, src/evaluate/eval_qwen.py, extract_and_choose_answer):
-take the first non-empty line; the most frequent parenthesised letter, half- or
-full-width, "(b)" and "（C）" alike (ties: the first seen); else a bare letter; else
-"Yes." -> A and "No." -> B (PubMedQA's options). Added here:
+Apollo (FreedomIntelligence/Apollo, src/evaluate/generate_score.py, extract_and_choose_answer,
+reproduced exactly by eval/apollo.py for `eval.apollo_compat`): take the first non-empty
+line; the most frequent parenthesised letter, half- or full-width, "(b)" and "（C）"
+alike (ties: the first seen); else a bare letter; else "Yes." -> A and "No." -> B
+(PubMedQA's options). Changed here:
 
+- an explicit letter label opening the line ("C. ...", "C) ...", "C: ...") is the
+  answer, whatever the text after it holds: "C. <option A's text, with its (A)>" is C;
 - the answer phrase of each language ("The correct answer is D", "Answer: D",
   "正确答案是C") is read before bare letters, so "Answer: D" is D, not the A of "Answer";
 - a bare letter must stand alone (Apollo counted any capital A-F, so "Dopamine" read as D)
@@ -23,6 +26,9 @@ from medbase_ray.eval.prompts import load_templates
 
 _PARENTHESISED = re.compile(r"[(]\s*([A-Za-z])\s*[)]")
 _BARE = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
+# "C.", "C)", "C:" opening the line ("A patient" is no label; "(C)" is counted with the
+# other parenthesised letters, as Apollo does).
+_LEADING_LABEL = re.compile(r"^([A-Z])\s*(?:[.)]|:(?!\S))")
 _DEFAULT_LETTERS = "ABCDEF"
 _TRAILING = " .。!！?？,，;；:：।"
 
@@ -76,6 +82,9 @@ def extract_answer(
     if not line:
         return None
     allowed = "".join(options) if options else _DEFAULT_LETTERS
+    label = _LEADING_LABEL.match(line)
+    if label and label.group(1) in allowed:
+        return label.group(1)
     parenthesised = [m.upper() for m in _PARENTHESISED.findall(line) if m.upper() in allowed]
     if parenthesised:
         return _most_frequent(parenthesised)

@@ -20,6 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from openai import AsyncOpenAI
+
+from medbase_ray.models.loading import load_model, load_tokenizer, resolve_model_path
+
 
 class LanguageModel(Protocol):
     name: str
@@ -70,8 +74,6 @@ class EndpointLM:
         timeout_s: float = 300.0,
         http_client: Any = None,
     ) -> None:
-        from openai import AsyncOpenAI
-
         # The client needs some key; servers without auth ignore it.
         self.client = AsyncOpenAI(
             base_url=base_url,
@@ -132,7 +134,7 @@ class EndpointLM:
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op threads set to `n` (None: unchanged) for the block, then restored."""
-    import torch
+    import torch  # heavy: only the in-process backend needs it, not an endpoint client
 
     if n is None:
         yield
@@ -168,9 +170,7 @@ class InProcessLM:
         tokenizer: Any = None,
         cpu_threads: int | None = None,
     ) -> InProcessLM:
-        import torch
-
-        from medbase_ray.models.loading import load_model, load_tokenizer, resolve_model_path
+        import torch  # heavy: only the in-process backend needs it, not an endpoint client
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -181,7 +181,7 @@ class InProcessLM:
 
     def token_logprobs(self, texts: Sequence[str], context_chars: int) -> list[float]:
         """log P(text[context_chars:] | text[:context_chars]) for each text, in one forward."""
-        import torch
+        import torch  # heavy: see torch_threads
 
         enc = self.tokenizer(list(texts), return_offsets_mapping=True)
         ids = enc["input_ids"]
@@ -235,7 +235,7 @@ class InProcessLM:
 
     def _next_token_logprobs(self, context_ids: list[int], next_ids: list[int]) -> list[float]:
         """log P(t | context) for each t of next_ids, from one forward of the context."""
-        import torch
+        import torch  # heavy: see torch_threads
 
         device = next(self.model.parameters()).device
         with torch.inference_mode(), torch_threads(self.cpu_threads):
@@ -246,7 +246,7 @@ class InProcessLM:
         return [logprobs[t].item() for t in next_ids]
 
     def generate_sync(self, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> str:
-        import torch
+        import torch  # heavy: see torch_threads
 
         enc = self.tokenizer(prompt, return_tensors="pt")
         device = next(self.model.parameters()).device

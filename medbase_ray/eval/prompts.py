@@ -1,5 +1,7 @@
 """Prompts: Apollo's per-language templates (prompts.yaml), k-shot from the dev split.
 
+(Apollo's exact prompts, for `eval.apollo_compat`, are built by eval/apollo.py.)
+
 A prompt is a conversation (shots as user/assistant turns, then the item's user turn)
 rendered in the model's chat format, plus what each scoring mode puts after it:
 
@@ -63,7 +65,7 @@ class Prompt:
 
 
 @cache
-def _prompts_data() -> dict[str, Any]:
+def prompts_data() -> dict[str, Any]:
     text = (resources.files("medbase_ray.eval") / "prompts.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
@@ -73,7 +75,7 @@ def load_templates() -> dict[str, LanguageTemplate]:
     """Language code -> its template (prompts.yaml)."""
     return {
         code: LanguageTemplate(**{**spec, "cues": tuple(spec["cues"])})
-        for code, spec in _prompts_data()["languages"].items()
+        for code, spec in prompts_data()["languages"].items()
     }
 
 
@@ -87,12 +89,12 @@ def template_for(language: str) -> LanguageTemplate:
     return templates[language]
 
 
-def question_turn(item: dict[str, Any], template: LanguageTemplate, apollo_compat: bool) -> str:
+def question_turn(item: dict[str, Any], template: LanguageTemplate) -> str:
     """The user turn of a multiple-choice item (instruction, context, question, options)."""
-    data = _prompts_data()
+    data = prompts_data()
     layout = data["layout"]
     letters = list(parse_options(item["options"]))
-    last = "D" if apollo_compat else letters[-1]
+    last = letters[-1]
     instruction = data["source_instructions"].get(item["source"], template.instruction)
     context = ""
     if item.get("context"):
@@ -110,7 +112,7 @@ def question_turn(item: dict[str, Any], template: LanguageTemplate, apollo_compa
 
 
 def cloze_turn(item: dict[str, Any]) -> str:
-    layout = _prompts_data()["layout"]
+    layout = prompts_data()["layout"]
     context = (
         layout["cloze_context_line"].format(context=item["context"]) if item.get("context") else ""
     )
@@ -140,7 +142,7 @@ def select_shots(
     return shots
 
 
-def _turns(item: dict[str, Any], shots: Sequence[dict[str, Any]], mode: Mode, compat: bool):
+def _turns(item: dict[str, Any], shots: Sequence[dict[str, Any]], mode: Mode) -> list[str]:
     """The conversation of a prompt: [shot_q, shot_a, ..., item_q]."""
     template = template_for(item["language"])
     turns: list[str] = []
@@ -150,16 +152,13 @@ def _turns(item: dict[str, Any], shots: Sequence[dict[str, Any]], mode: Mode, co
             turns += [cloze_turn(shot), parse_options(shot["options"])[shot["answer"]]]
         else:
             turns += [
-                question_turn(shot, shot_template, compat),
+                question_turn(shot, shot_template),
                 shot_template.answer_turn(shot["answer"]),
             ]
     if mode == "cloze":
         turns.append(cloze_turn(item))
     else:
-        # Apollo's code formats Chinese questions with the English template (its shots
-        # keep the Chinese one); apollo_compat reproduces that.
-        query_template = template_for("en") if compat and item["language"] == "zh" else template
-        turns.append(question_turn(item, query_template, compat))
+        turns.append(question_turn(item, template))
     return turns
 
 
@@ -173,7 +172,6 @@ def build_prompt(
     seed: int,
     render: RenderTurns,
     count_tokens: CountTokens,
-    apollo_compat: bool = False,
 ) -> Prompt:
     """The prompt of one item: as many of its k shots as fit in `max_prompt_tokens`.
 
@@ -184,7 +182,7 @@ def build_prompt(
     template = template_for(item["language"])
     shots = select_shots(item, dev_items, k_shot, seed)
     while True:
-        context = render(_turns(item, shots, mode, apollo_compat))
+        context = render(_turns(item, shots, mode))
         continuations: dict[str, str] | None
         if mode == "generate":
             continuations = None

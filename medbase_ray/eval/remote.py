@@ -17,6 +17,7 @@ import ray
 from medbase_ray.config import PipelineConfig
 from medbase_ray.eval.lm import InProcessLM
 from medbase_ray.eval.runner import run_eval
+from medbase_ray.models.checkpoint_info import resolve_model_settings
 from medbase_ray.ray_runtime import init_ray
 
 
@@ -66,13 +67,13 @@ def run_eval_on_ray(
     """`run_eval` with the checkpoint in a Ray actor; `num_gpus` None: 1 if the cluster has GPUs."""
     if base_url or cfg.eval.base_url:
         return run_eval(cfg, base_url, model_path, out_dir)
-    from medbase_ray.models.loading import resolve_model_path
-
+    # The checkpoint's own dtype unless the config sets one (a contradiction raises here).
+    settings = resolve_model_settings(cfg.model, model_path)
     resources = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
     if num_gpus is None:
         num_gpus = 1 if resources.get("GPU", 0) >= 1 else 0
-    path = resolve_model_path(model_path or cfg.model.name_or_path)
+    path = settings.path
     actor = ModelActor.options(num_cpus=1, num_gpus=num_gpus).remote(
-        path, cfg.model.dtype, cfg.eval.device, cfg.model.trust_remote_code, cfg.eval.cpu_threads
+        path, settings.dtype, cfg.eval.device, cfg.model.trust_remote_code, cfg.eval.cpu_threads
     )
     return run_eval(cfg, model_path=path, out_dir=out_dir, lm=ActorLM(actor, path))

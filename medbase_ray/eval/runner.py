@@ -4,11 +4,12 @@
     medbase eval --checkpoint runs/tiny/train/final --mode loglikelihood
     medbase eval --base-url http://127.0.0.1:8000/v1 --mode generate
 
-Outputs in the stage directory (`<run>/eval/` unless `out_dir` says otherwise):
-`results.jsonl` (one eval result per line, appended as each item finishes, so a re-run
-skips the ids already there), `report.json`, `report.md`, `wrong_items.jsonl`,
-`config.yaml`, `fingerprint.json` (what the results depend on: a re-run with another
-model, mode or benchmark refuses to mix results) and `_SUCCESS`, written last.
+Outputs in the stage directory (`<run>/eval/` unless `out_dir` says otherwise; a local
+path or a URI, kept by medbase_ray.stage.StageOutput): `results.jsonl` (one eval result
+per line, appended as each item finishes, so a re-run skips the ids already there),
+`report.json`, `report.md`, `wrong_items.jsonl`, `config.yaml`, `fingerprint.json` (what
+the results depend on: a re-run with another model, mode or benchmark refuses to mix
+results), and `summary.json` and `_SUCCESS` (the report), written last.
 """
 
 from __future__ import annotations
@@ -18,30 +19,31 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tqdm.auto import tqdm
+
+from medbase_ray.config import PipelineConfig, dump_config
 from medbase_ray.corpus.readers import read_eval_items, sample_dir
 from medbase_ray.corpus.rejects import CorpusError
-from medbase_ray.corpus.writers import write_json, write_jsonl
+from medbase_ray.eval.apollo import build_apollo_prompts
 from medbase_ray.eval.config import EvalConfig
 from medbase_ray.eval.lm import EndpointLM, InProcessLM, LanguageModel
 from medbase_ray.eval.prompts import EvalError, Prompt, build_prompt, chat_renderer, template_for
 from medbase_ray.eval.report import build_report, render_markdown
 from medbase_ray.eval.scoring import score_item
-from medbase_ray.models.checkpoint_info import resolve_model_settings
-
-if TYPE_CHECKING:
-    from medbase_ray.config import PipelineConfig
+from medbase_ray.models.checkpoint_info import ModelSettings, resolve_model_settings
+from medbase_ray.models.loading import load_tokenizer
+from medbase_ray.stage import StageOutput
 
 log = logging.getLogger(__name__)
 
 RESULTS = "results.jsonl"
-SUCCESS = "_SUCCESS"
+FINGERPRINT = "fingerprint.json"
 
 
 def _split_path(root: Path, split: str) -> Path | None:
@@ -179,8 +181,6 @@ async def score_items(
     total: int | None = None,
 ) -> list[dict]:
     """Score `items` with at most `max_in_flight` requests at once, appending each result."""
-    from tqdm.auto import tqdm
-
     limit = asyncio.Semaphore(ecfg.max_in_flight)
     out: list[dict] = []
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +196,7 @@ async def score_items(
                     ecfg.mode,
                     ecfg.max_new_tokens,
                     ecfg.min_new_tokens,
+                    ecfg.apollo_compat,
                 )
             # The event loop runs one callback at a time: whole lines, never interleaved.
             sink.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -223,16 +224,6 @@ def _endpoint(ecfg: EvalConfig, base_url: str) -> EndpointLM:
     )
 
 
-def write_outputs(out: Path, cfg: PipelineConfig, results: list[dict], report: dict) -> None:
-    from medbase_ray.config import dump_config
-
-    write_json(out / "report.json", report)
-    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    write_jsonl(out / "wrong_items.jsonl", (r for r in results if not r["correct"]))
-    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    (out / SUCCESS).write_text("")
-
-
 def run_eval(
     cfg: PipelineConfig,
     base_url: str | None = None,
@@ -245,120 +236,119 @@ def run_eval(
 
     `base_url` (or `cfg.eval.base_url`): an OpenAI-compatible endpoint ("http://host:8000/v1").
     Without one, `model_path` (default `cfg.model.name_or_path`) runs in-process. The
-    tokenizer of `model_path` measures and renders prompts in both cases. `lm` replaces
-    both with another backend (the Ray layer's model actor); `lm.name` identifies it.
+    tokenizer of `model_path` measures and renders prompts in both cases, in the chat
+    format its checkpoint was trained with unless `model.chat_format` says otherwise
+    (a contradiction raises SettingsConflict). `lm` replaces both with another backend
+    (the Ray layer's model actor); `lm.name` identifies it. `out_dir`: a local path or a
+    URI (default `<run>/eval`).
     """
     ecfg = cfg.eval
+    if ecfg.apollo_compat and ecfg.mode != "generate":
+        raise EvalError(
+            "eval.apollo_compat reproduces Apollo's evaluation, which generates answers: "
+            f"set eval.mode=generate (it is {ecfg.mode!r})"
+        )
     base_url = None if lm is not None else (base_url or ecfg.base_url)
-    model_path = model_path or cfg.model.name_or_path
-    target = out_dir or cfg.run.stage_dir("eval")
+    settings = resolve_model_settings(cfg.model, model_path)
     items, dev, test_path, _ = load_benchmark(ecfg)
-    if "://" not in target:
-        return _run_coroutine(
-            _evaluate(cfg, base_url, model_path, Path(target), items, dev, test_path, lm)
+    out = StageOutput.of(cfg.run, "eval", out_dir)
+    return _run_coroutine(_evaluate(cfg, settings, base_url, out, items, dev, test_path, lm))
+
+
+def check_fingerprint(out: StageOutput, expected: dict[str, Any]) -> None:
+    """Refuse a stage directory holding results of another evaluation."""
+    if not out.exists(FINGERPRINT):
+        return
+    before = out.read_json(FINGERPRINT)
+    if before != expected:
+        changed = sorted(k for k in expected if before.get(k) != expected[k])
+        raise EvalError(
+            f"{out} holds results of another evaluation (differs in: {', '.join(changed)});"
+            " give another out_dir or remove it"
         )
-    # A cloud URI: work in a local copy (results.jsonl is appended line by line, which
-    # object stores cannot do), fetched first so a run resumes, sent back even on failure.
-    local = download_stage(target)
-    try:
-        return _run_coroutine(
-            _evaluate(cfg, base_url, model_path, local, items, dev, test_path, lm)
+
+
+def make_prompts(
+    ecfg: EvalConfig, items: list[dict], dev: list[dict], render, tokenizer
+) -> tuple[dict[str, Prompt], dict[str, int]]:
+    """Each item's prompt, and per source the items Apollo's limit skips (apollo_compat)."""
+    if ecfg.apollo_compat:
+        return build_apollo_prompts(items, ecfg.k_shot, ecfg.seed, render)
+    prompts = {
+        item["id"]: build_prompt(
+            item,
+            dev,
+            mode=ecfg.mode,
+            k_shot=ecfg.k_shot,
+            max_prompt_tokens=ecfg.max_prompt_tokens,
+            seed=ecfg.seed,
+            render=render,
+            count_tokens=lambda text: len(tokenizer(text)["input_ids"]),
         )
-    finally:
-        upload_stage(local, target)
+        for item in items
+    }
+    return prompts, {}
 
 
-def download_stage(uri: str) -> Path:
-    """A local copy of the stage directory at `uri` (empty when it does not exist yet)."""
-    from medbase_ray import storage
-    from medbase_ray.models.tiny import cache_root
-
-    local = cache_root() / "eval-staging" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    shutil.rmtree(local, ignore_errors=True)  # the URI is the truth, not an older copy
-    local.mkdir(parents=True)
-    storage.download_dir(uri, str(local))
-    return local
-
-
-def upload_stage(local: Path, uri: str) -> None:
-    from medbase_ray import storage
-
-    storage.upload_dir(str(local), uri)
-
-
-async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path, lm) -> dict:
-    from medbase_ray.models.loading import load_tokenizer, resolve_model_path
-
+async def _evaluate(
+    cfg: PipelineConfig,
+    settings: ModelSettings,
+    base_url: str | None,
+    out: StageOutput,
+    items: list[dict],
+    dev: list[dict],
+    test_path: Path,
+    lm: LanguageModel | None,
+) -> dict:
     ecfg = cfg.eval
-    chat_format = resolve_model_settings(cfg.model, model_path).chat_format
     endpoint = _endpoint(ecfg, base_url) if base_url else None
-    if endpoint is not None:
-        lm = endpoint
+    lm = endpoint or lm
     try:
         if endpoint is not None:
             model_id = f"{base_url} {await endpoint.resolve_model()}"
-        elif lm is not None:
-            model_id = lm.name
         else:
-            model_id = resolve_model_path(model_path)
-        expected = fingerprint(ecfg, model_id, chat_format, items, dev)
-        fp_path = out / "fingerprint.json"
-        if fp_path.exists():
-            before = json.loads(fp_path.read_text(encoding="utf-8"))
-            if before != expected:
-                changed = sorted(k for k in expected if before.get(k) != expected[k])
-                raise EvalError(
-                    f"{out} holds results of another evaluation (differs in: {', '.join(changed)});"
-                    " give another out_dir or remove it"
-                )
-            if (out / SUCCESS).exists():
-                log.info("%s is complete; returning its report", out)
-                return json.loads((out / "report.json").read_text(encoding="utf-8"))
-        else:
-            write_json(fp_path, expected)
+            model_id = lm.name if lm is not None else settings.path
+        expected = fingerprint(ecfg, model_id, settings.chat_format, items, dev)
+        check_fingerprint(out, expected)
+        if out.is_complete():
+            log.info("%s is complete; returning its report", out)
+            return out.summary()
+        out.begin(dump_config(cfg))
+        out.write_json(expected, FINGERPRINT)
 
-        tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
+        tokenizer = load_tokenizer(settings.tokenizer_path, cfg.model.trust_remote_code)
         if lm is None:
             lm = InProcessLM.load(
-                model_path,
-                cfg.model.dtype,
+                settings.path,
+                settings.dtype,
                 ecfg.device,
                 cfg.model.trust_remote_code,
                 tokenizer,
                 ecfg.cpu_threads,
             )
-        render = chat_renderer(chat_format, tokenizer)
-        prompts = {
-            item["id"]: build_prompt(
-                item,
-                dev,
-                mode=ecfg.mode,
-                k_shot=ecfg.k_shot,
-                max_prompt_tokens=ecfg.max_prompt_tokens,
-                seed=ecfg.seed,
-                render=render,
-                count_tokens=lambda text: len(tokenizer(text)["input_ids"]),
-                apollo_compat=ecfg.apollo_compat,
-            )
-            for item in items
-        }
-        done = read_done(out / RESULTS, {item["id"] for item in items})
-        todo = [item for item in items if item["id"] not in done]
-        log.info("%d items, %d already scored, %d to go", len(items), len(done), len(todo))
-        start = time.perf_counter()
-        new = await score_items(lm, todo, prompts, ecfg, out / RESULTS, len(done), len(items))
-        elapsed_s = time.perf_counter() - start
+        render = chat_renderer(settings.chat_format, tokenizer)
+        prompts, skipped = make_prompts(ecfg, items, dev, render, tokenizer)
+        kept = [item for item in items if item["id"] in prompts]
+        with out.local_workdir() as work:  # results.jsonl is appended to, line by line
+            done = read_done(work / RESULTS, {item["id"] for item in kept})
+            todo = [item for item in kept if item["id"] not in done]
+            log.info("%d items, %d already scored, %d to go", len(kept), len(done), len(todo))
+            start = time.perf_counter()
+            new = await score_items(lm, todo, prompts, ecfg, work / RESULTS, len(done), len(kept))
+            elapsed_s = time.perf_counter() - start
     finally:
         if lm is not None:
             await lm.aclose()
     by_id = {**done, **{row["id"]: row for row in new}}
-    results = [by_id[item["id"]] for item in items]
-    report = build_report(results, ecfg.bootstrap_samples, ecfg.seed)
+    results = [by_id[item["id"]] for item in kept]
+    report = build_report(results, ecfg.bootstrap_samples, ecfg.seed, ecfg.apollo_compat, skipped)
     report["run"] = {
         "mode": ecfg.mode,
         "model": model_id,
         "endpoint": base_url,
-        "chat_format": chat_format,
+        "chat_format": settings.chat_format,
+        "model_settings_from_checkpoint": list(settings.from_checkpoint),
+        "trained_seq_len": settings.seq_len,
         "k_shot": ecfg.k_shot,
         "apollo_compat": ecfg.apollo_compat,
         "max_new_tokens": ecfg.max_new_tokens if ecfg.mode == "generate" else None,
@@ -369,5 +359,14 @@ async def _evaluate(cfg, base_url, model_path, out: Path, items, dev, test_path,
         "items_per_s": round(len(new) / elapsed_s, 3) if new and elapsed_s > 0 else None,
         "over_length_prompts": sum(p.n_tokens > ecfg.max_prompt_tokens for p in prompts.values()),
     }
-    write_outputs(out, cfg, results, report)
+    write_outputs(out, results, report)
     return report
+
+
+def write_outputs(out: StageOutput, results: list[dict], report: dict) -> None:
+    """report.json, report.md, wrong_items.jsonl; then the summary and `_SUCCESS`, last."""
+    out.write_json(report, "report.json")
+    out.write_text(render_markdown(report), "report.md")
+    wrong = (json.dumps(r, ensure_ascii=False) + "\n" for r in results if not r["correct"])
+    out.write_text("".join(wrong), "wrong_items.jsonl")
+    out.complete(report)

@@ -1,5 +1,11 @@
 """The three scoring modes: one item in, one eval result out.
 
+An item's `answer` holds every correct letter ("B", or "BCDE" for a multi-answer CMExam
+item). By default a predicted letter is correct when it is one of them (a single
+prediction cannot name several; the report counts such items per source so a reader
+can discount them). With `apollo_compat` only the first letter counts, as Apollo's
+`answer[1]` does, and generate mode extracts the letter with Apollo's rules verbatim.
+
 An eval result is the eval item plus `prediction` (a letter, or None when generate mode
 could not read one), `correct`, `scores` (letter -> log-prob; empty for generate), and
 what explains it: `n_shots`, `prompt_tokens`, and `response` (generate) or
@@ -11,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from medbase_ray.corpus.records import parse_options
+from medbase_ray.eval.apollo import answer_key, extract_apollo_answer
 from medbase_ray.eval.extract import extract_answer
 from medbase_ray.eval.lm import LanguageModel
 from medbase_ray.eval.prompts import Prompt
@@ -21,13 +28,25 @@ def argmax_letter(scores: dict[str, float]) -> str:
     return max(scores, key=lambda letter: scores[letter])
 
 
+def is_correct(prediction: str | None, item: dict[str, Any], apollo_compat: bool = False) -> bool:
+    if prediction is None:
+        return False
+    if apollo_compat:
+        return prediction == answer_key(item)
+    return prediction in item["answer"]
+
+
 def result_row(
-    item: dict[str, Any], prompt: Prompt, prediction: str | None, scores: dict[str, float]
+    item: dict[str, Any],
+    prompt: Prompt,
+    prediction: str | None,
+    scores: dict[str, float],
+    apollo_compat: bool = False,
 ) -> dict[str, Any]:
     return {
         **item,
         "prediction": prediction,
-        "correct": prediction == item["answer"],
+        "correct": is_correct(prediction, item, apollo_compat),
         "scores": scores,
         "n_shots": prompt.n_shots,
         "prompt_tokens": prompt.n_tokens,
@@ -65,7 +84,7 @@ async def score_cloze(lm: LanguageModel, item: dict[str, Any], prompt: Prompt) -
     }
     row = result_row(item, prompt, argmax_letter(scores), scores)
     row["prediction_norm"] = argmax_letter(normalised)
-    row["correct_norm"] = row["prediction_norm"] == item["answer"]
+    row["correct_norm"] = is_correct(row["prediction_norm"], item)
     return row
 
 
@@ -75,11 +94,15 @@ async def score_generate(
     prompt: Prompt,
     max_new_tokens: int,
     min_new_tokens: int = 0,
+    apollo_compat: bool = False,
 ) -> dict[str, Any]:
-    """Greedy generation, then Apollo's answer extraction."""
+    """Greedy generation, then the answer extraction (Apollo's own with apollo_compat)."""
     response = await lm.generate(prompt.context, max_new_tokens, min_new_tokens)
-    options = parse_options(item["options"])
-    row = result_row(item, prompt, extract_answer(response, item["language"], options), {})
+    if apollo_compat:
+        prediction = extract_apollo_answer(response)
+    else:
+        prediction = extract_answer(response, item["language"], parse_options(item["options"]))
+    row = result_row(item, prompt, prediction, {}, apollo_compat)
     row["response"] = response
     return row
 
@@ -91,9 +114,10 @@ async def score_item(
     mode: str,
     max_new_tokens: int = 128,
     min_new_tokens: int = 0,
+    apollo_compat: bool = False,
 ) -> dict[str, Any]:
     if mode == "generate":
-        return await score_generate(lm, item, prompt, max_new_tokens, min_new_tokens)
+        return await score_generate(lm, item, prompt, max_new_tokens, min_new_tokens, apollo_compat)
     if mode == "loglikelihood":
         return await score_loglikelihood(lm, item, prompt)
     if mode == "cloze":

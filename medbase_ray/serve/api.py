@@ -8,6 +8,9 @@ replica (`app.py`) passes itself as the backend (its `generate` goes through
     GET  /v1/models              the one served model
     POST /v1/completions         prompt (str, [str], [int], [[int]]), echo, logprobs, stream
     POST /v1/chat/completions    messages in the model's chat format, stream
+    GET  /tokenizer_info         special tokens, chat template, context (vLLM's; lm-eval
+    POST /tokenize               reads these three to tokenize with the served model's
+    POST /detokenize             own tokenizer: `tokenizer_backend=remote`)
 
 Every error is an OpenAI-style body (`protocol.error_body`); bad input is a 4xx naming
 the field, and nothing a client sends makes a 500.
@@ -18,24 +21,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medbase_ray.serve.handlers import Backend, OpenAIServer, ServedModel
+from medbase_ray.serve.config import ServeConfig
+from medbase_ray.serve.handlers import Backend, OpenAIRequestHandler, ServedModel
 from medbase_ray.serve.protocol import (
     APIError,
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
     error_body,
     validation_error,
 )
-
-if TYPE_CHECKING:
-    from medbase_ray.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def create_api(
         redoc_url=None,
         strict_content_type=False,  # a body without Content-Type is parsed as JSON too
     )
-    server = OpenAIServer(backend, served, cfg)
+    handler = OpenAIRequestHandler(backend, served, cfg)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -109,10 +111,22 @@ def create_api(
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest):
-        return await server.completions(req)
+        return await handler.completions(req)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatCompletionRequest):
-        return await server.chat(req)
+        return await handler.chat(req)
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info() -> dict:
+        return handler.tokenizer_info()
+
+    @app.post("/tokenize")
+    async def tokenize(req: TokenizeRequest) -> dict:
+        return handler.tokenize(req)
+
+    @app.post("/detokenize")
+    async def detokenize(req: DetokenizeRequest) -> dict:
+        return handler.detokenize(req)
 
     return app

@@ -6,6 +6,8 @@
 
 Each replica loads the checkpoint once and batches sequences from all its in-flight
 requests with `@serve.batch`; the HTTP surface is `api.create_api` (no Ray there).
+The chat format, dtype and tokenizer are the checkpoint's own (its medbase_config.yaml)
+unless the config sets them; a contradiction is refused before anything is deployed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from ray import serve
 
 from medbase_ray.config import ModelConfig, PipelineConfig, load_config
 from medbase_ray.config_base import StrictModel
+from medbase_ray.models.checkpoint_info import ModelSettings, resolve_model_settings
+from medbase_ray.models.loading import load_tokenizer
+from medbase_ray.ray_runtime import init_ray
 from medbase_ray.serve.api import create_api, sha256_hex
 from medbase_ray.serve.config import ServeConfig
 from medbase_ray.serve.engine import Engine, SequenceJob, StepOutput
@@ -30,9 +35,11 @@ from medbase_ray.serve.handlers import ServedModel
 log = logging.getLogger(__name__)
 
 
-@serve.deployment(name="OpenAIServer")
+@serve.deployment(name="OpenAIDeployment")
 @serve.ingress()
 class OpenAIDeployment:
+    """One Serve replica: the checkpoint, batched decoding, and the OpenAI HTTP app."""
+
     def __init__(
         self,
         model_path: str,
@@ -41,28 +48,32 @@ class OpenAIDeployment:
         model_id: str,
         api_key_sha256: str | None,
     ) -> None:
-        import torch
+        import torch  # heavy: the replica's process only, never the driver's
 
-        from medbase_ray.models.checkpoint_info import resolve_model_settings
-        from medbase_ray.models.loading import load_tokenizer
-
+        # Resolved again on the replica's node: "tiny" and cache paths are local to it.
+        settings = resolve_model_settings(model_cfg, model_path)
         self.cfg, self.api_key_sha256 = serve_cfg, api_key_sha256
         use_gpu = serve_cfg.num_gpus > 0 and torch.cuda.is_available()
         self.engine = Engine.load(
-            model_path, model_cfg.dtype, "cuda" if use_gpu else "cpu", model_cfg.trust_remote_code
+            settings.path,
+            settings.dtype,
+            "cuda" if use_gpu else "cpu",
+            model_cfg.trust_remote_code,
+            settings.tokenizer_path,
         )
         # The HTTP handlers tokenize on the event loop while the batch decodes in a
         # thread: each side gets its own tokenizer (HF fast tokenizers are not re-entrant).
-        tokenizer = load_tokenizer(model_path, model_cfg.trust_remote_code)
+        tokenizer = load_tokenizer(settings.tokenizer_path, model_cfg.trust_remote_code)
         config = self.engine.model.config
         context = serve_cfg.context_tokens or getattr(config, "max_position_embeddings", None)
         self.served = ServedModel(
             model_id=model_id,
             tokenizer=tokenizer,
             context_tokens=context or tokenizer.model_max_length,
-            chat_format=resolve_model_settings(model_cfg, model_path).chat_format,
+            chat_format=settings.chat_format,
             created=int(time.time()),
             vocab_size=getattr(config, "vocab_size", None) or len(tokenizer),
+            settings=settings,
         )
         self.decode_batch.set_max_batch_size(serve_cfg.max_batch_size)
         self.decode_batch.set_batch_wait_timeout_s(serve_cfg.batch_wait_timeout_s)
@@ -82,6 +93,14 @@ class OpenAIDeployment:
         return self.decode_batch(job)
 
 
+def check_model_settings(model_path: str, model_cfg: ModelConfig) -> ModelSettings | None:
+    """The checkpoint's settings as the driver sees them (None for "tiny", which has none
+    and is built on the replica's node); raises SettingsConflict on a contradiction."""
+    if model_path == "tiny":
+        return None
+    return resolve_model_settings(model_cfg, model_path)
+
+
 def derive_model_id(model_path: str) -> str:
     """ "tiny" -> "tiny"; "runs/x/train/final/" -> "final"."""
     return Path(model_path.rstrip("/")).name or model_path
@@ -93,13 +112,16 @@ def build_app(
     """The Serve application for a checkpoint ("tiny" or any HF model directory).
 
     The API key is read here, from `serve_cfg.api_key_env`; replicas get its digest.
-    "tiny" is resolved on each replica's node (built there if needed).
+    "tiny" is resolved on each replica's node (built there if needed). A model setting
+    that contradicts the checkpoint's raises SettingsConflict here, before deploying.
     """
+    model_cfg = model_cfg or ModelConfig()
+    check_model_settings(model_path, model_cfg)
     key = os.environ.get(serve_cfg.api_key_env) or None
     return OpenAIDeployment.options(**serve_cfg.deployment_options()).bind(
         model_path,
         serve_cfg,
-        model_cfg or ModelConfig(),
+        model_cfg,
         serve_cfg.model_id or derive_model_id(model_path),
         sha256_hex(key) if key else None,
     )
@@ -143,8 +165,7 @@ def start_server(
     Serve's HTTP proxy is started once per Ray cluster (host/port from cfg.serve);
     other apps share it under their own name and route prefix.
     """
-    from medbase_ray.ray_runtime import init_ray
-
+    check_model_settings(model_path, cfg.model)  # a contradiction fails before Ray starts
     init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     serve.run(build_app(model_path, cfg.serve, cfg.model), name=name, route_prefix=route_prefix)

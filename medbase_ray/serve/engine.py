@@ -17,6 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from medbase_ray.models.loading import load_model, load_tokenizer
+
+# torch and transformers are imported inside the functions that compute: the request
+# schemas and handlers import this module for its dataclasses, without a model.
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -163,10 +167,10 @@ class Engine:
         dtype: str = "auto",
         device: str = "cpu",
         trust_remote_code: bool = False,
+        tokenizer_path: str | None = None,
     ) -> Engine:
-        from medbase_ray.models.loading import load_model, load_tokenizer
-
-        tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
+        """The model at `model_path`, its tokenizer from `tokenizer_path` (default: the same)."""
+        tokenizer = load_tokenizer(tokenizer_path or model_path, trust_remote_code)
         model = load_model(model_path, dtype, device, trust_remote_code).eval()
         eos = model.generation_config.eos_token_id
         eos_ids = {eos} if isinstance(eos, int) else set(eos or [])

@@ -19,11 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from medbase_ray.models.chat import apollo_prompt
+from medbase_ray.models.checkpoint_info import ModelSettings
+from medbase_ray.serve.config import ServeConfig
 from medbase_ray.serve.engine import Engine, SequenceJob, StepOutput
 from medbase_ray.serve.protocol import (
     APIError,
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
     error_body,
 )
 from medbase_ray.serve.responses import (
@@ -36,8 +41,6 @@ from medbase_ray.serve.responses import (
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-    from medbase_ray.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class ServedModel:
     chat_format: str  # "apollo" or "template"
     created: int
     vocab_size: int  # token ids a prompt may hold (the model's embedding rows)
+    settings: ModelSettings | None = None  # what the checkpoint said (None: unknown)
 
 
 async def merge_streams(
@@ -106,8 +110,9 @@ def sse(payload: dict[str, Any] | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
 
 
-class OpenAIServer:
-    """Turns validated requests into jobs for the backend and jobs' outputs into replies."""
+class OpenAIRequestHandler:
+    """The OpenAI API's request handling, without HTTP or Ray: validated requests into
+    jobs for the backend, the jobs' outputs into replies."""
 
     def __init__(self, backend: Backend, served: ServedModel, cfg: ServeConfig) -> None:
         self.backend, self.served, self.cfg = backend, served, cfg
@@ -277,8 +282,6 @@ class OpenAIServer:
     # --- chat -------------------------------------------------------------------------
 
     def render_chat(self, req: ChatCompletionRequest) -> list[int]:
-        from medbase_ray.models.chat import apollo_prompt
-
         messages = req.plain_messages()
         if self.served.chat_format == "apollo":
             text = apollo_prompt(messages, eos=self.tokenizer.eos_token or "")
@@ -362,6 +365,35 @@ class OpenAIServer:
             delta = {"content": output.text} if output.text else {}
             choice = {"index": index, "delta": delta, "logprobs": logprobs}
             yield chunk | {"choices": [choice | {"finish_reason": output.finish_reason}]}
+
+    # --- the tokenizer (for clients that count tokens as the server does) ---------------
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        return {
+            "tokenizer_class": type(tok).__name__,
+            "eos_token": tok.eos_token,
+            "bos_token": tok.bos_token,
+            "pad_token": tok.pad_token,
+            "chat_template": tok.chat_template if self.served.chat_format == "template" else None,
+            "chat_format": self.served.chat_format,
+            "model_max_length": self.served.context_tokens,
+        }
+
+    def tokenize(self, req: TokenizeRequest) -> dict[str, Any]:
+        if req.model is not None:
+            self.check_model(req.model)
+        ids = self.tokenizer(req.prompt, add_special_tokens=req.add_special_tokens)["input_ids"]
+        return {"tokens": ids, "count": len(ids), "max_model_len": self.served.context_tokens}
+
+    def detokenize(self, req: DetokenizeRequest) -> dict[str, Any]:
+        if req.model is not None:
+            self.check_model(req.model)
+        if any(t >= self.served.vocab_size for t in req.tokens):
+            raise APIError(
+                400, f"token ids must be in [0, {self.served.vocab_size}).", param="tokens"
+            )
+        return {"prompt": self.tokenizer.decode(req.tokens)}
 
     # --- streaming --------------------------------------------------------------------
 

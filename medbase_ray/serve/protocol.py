@@ -131,6 +131,19 @@ class ChatCompletionRequest(SamplingFields):
         ]
 
 
+class TokenizeRequest(OpenAIModel):
+    """POST /tokenize (vLLM's shape): text in, the served tokenizer's ids out."""
+
+    prompt: Text
+    add_special_tokens: bool = True
+    model: Text | None = None
+
+
+class DetokenizeRequest(OpenAIModel):
+    tokens: list[Annotated[int, Field(ge=0)]]
+    model: Text | None = None
+
+
 class APIError(Exception):
     """An error answered with an OpenAI-style body (never a stack trace)."""
 

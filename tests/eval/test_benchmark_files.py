@@ -65,7 +65,7 @@ def test_unknown_source_needs_a_language(tmp_path: Path) -> None:
 def test_broken_json_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "test.json"
     path.write_text('[{"question": "x",', encoding="utf-8")
-    with pytest.raises(CorpusError, match=r"test\.json, field '<file>': invalid JSON"):
+    with pytest.raises(CorpusError, match=r"test\.json(, row \d+)?, field '<file>': invalid JSON"):
         load(path)
 
 

@@ -47,7 +47,7 @@ PHRASES = {
 }
 
 
-def prompt(item, mode="loglikelihood", k=1, limit=100_000, compat=False, seed=0, dev=DEV):
+def prompt(item, mode="loglikelihood", k=1, limit=100_000, seed=0, dev=DEV):
     return build_prompt(
         item,
         dev,
@@ -57,7 +57,6 @@ def prompt(item, mode="loglikelihood", k=1, limit=100_000, compat=False, seed=0,
         seed=seed,
         render=render_apollo,
         count_tokens=len,
-        apollo_compat=compat,
     )
 
 
@@ -95,22 +94,7 @@ def test_each_language_has_its_prompt_and_answer_phrase(language: str) -> None:
 
 def test_instruction_names_the_last_option_letter() -> None:
     five = ITEMS[1]  # options A-E
-    assert "from A to E." in prompt(five, k=0).context
-    assert "from A to D." in prompt(five, k=0, compat=True).context  # Apollo always said D
-
-
-def test_apollo_compat_formats_chinese_questions_with_the_english_template() -> None:
-    item = BY_LANG["zh"]
-    default = prompt(item, mode="generate", k=1)
-    compat = prompt(item, mode="generate", k=1, compat=True)
-    query_default = default.context.split("<|endoftext|>\n")[-1]
-    query_compat = compat.context.split("<|endoftext|>\n")[-1]
-    assert "问题: " in query_default and "Question: " not in query_default
-    assert query_compat.startswith("User:You are a medical doctor")
-    assert f"Question: {item['question']}\nOptions:\n" in query_compat
-    # The shots stay Chinese, as in Apollo's code.
-    assert "问题: " in compat.context.split("<|endoftext|>\n")[0]
-    assert "正确答案是(" in compat.context.split("<|endoftext|>\n")[0]
+    assert "from A to E." in prompt(five, k=0).context  # Apollo always said D (eval/apollo.py)
 
 
 def test_pubmedqa_context_and_instruction() -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from medbase_ray.eval.report import APOLLO_COLUMNS, build_report, render_markdown
+from medbase_ray.eval.report import (
+    APOLLO_COLUMNS,
+    MEDBASE_COLUMNS,
+    build_report,
+    published_tables,
+    render_markdown,
+)
 
 LANG = {
     "medqa-usmle": "en",
@@ -16,6 +22,7 @@ LANG = {
     "mmlu-medical-ar": "ar",
     "mmlu-medical-hi": "hi",
     "my-exam": "en",
+    "cmexam": "zh",
 }
 
 
@@ -64,6 +71,7 @@ def test_averages_by_hand() -> None:
         "correct": 3,
         "accuracy": 0.75,
         "ci95": sources["medqa-usmle"]["ci95"],
+        "multi_answer": 0,
     }
     assert sources["mmlu-medical-hi"]["accuracy"] == pytest.approx(1 / 3)
 
@@ -147,7 +155,65 @@ def test_markdown_lists_every_source_and_the_averages() -> None:
     text = render_markdown(report)
     for source in SPEC:
         assert f"| {source} |" in text
-    assert "| medqa-mcmle | zh | 2 | 0 | 0.0 |" in text
+    assert "| medqa-mcmle | zh | 2 | 0 | 0 | 0.0 |" in text  # items, multi-answer, correct
     assert "| six-language macro | en, zh, es, ar, hi | 52.7 |" in text
     assert " | ".join(APOLLO_COLUMNS) in text
     assert "answer not extractable: 3" in text
+
+
+def test_multi_answer_items_are_counted_per_source_and_any_answer_letter_counts() -> None:
+    from medbase_ray.eval.scoring import is_correct
+
+    item = {"answer": "BCDE"}
+    assert is_correct("D", item) and not is_correct("A", item) and not is_correct(None, item)
+    # Apollo's key is answer[1] of "(BCDE)": only B.
+    assert is_correct("B", item, apollo_compat=True) and not is_correct("D", item, True)
+    rows = results_from({"cmexam": [1, 0, 1], "medqa-mcmle": [1, 0]})
+    for row in rows:
+        row["language"] = "zh"
+    rows[0]["answer"], rows[1]["answer"] = "BCDE", "AC"
+    report = build_report(rows, 0)
+    sources = report["accuracy"]["sources"]
+    assert sources["cmexam"]["multi_answer"] == 2 and sources["medqa-mcmle"]["multi_answer"] == 0
+    assert "| cmexam | zh | 3 | 2 | 2 | 66.7 |" in render_markdown(report)
+
+
+def test_apollo_compat_drops_zero_correct_sources_from_the_averages_and_says_so() -> None:
+    default = build_report(results_from(SPEC), 0)["accuracy"]
+    report = build_report(results_from(SPEC), 0, apollo_compat=True, skipped={"headqa": 2})
+    compat = report["accuracy"]
+    assert (
+        compat["dropped_zero_correct"] == ["medqa-mcmle"] and default["dropped_zero_correct"] == []
+    )
+    assert compat["sources"]["medqa-mcmle"]["accuracy"] == 0.0  # still listed
+    assert compat["languages"]["zh"]["accuracy"] == 0.5  # cmb-single alone
+    assert default["languages"]["zh"]["accuracy"] == 0.25
+    assert "MCMLE" in compat["apollo_average"]["missing"]
+    assert compat["apollo_average"]["accuracy"] == pytest.approx(
+        (0.75 + 0.5 + 0.8 + 0.5 + 1 / 3) / 5
+    )
+    text = render_markdown(report)
+    assert "Left out of the averages (no correct answer, as Apollo): medqa-mcmle" in text
+    assert "headqa 2" in text and report["skipped_long_prompts"] == {"headqa": 2}
+
+
+def test_medbase_columns_and_published_rows_beside_the_run() -> None:
+    report = build_report(results_from(SPEC), 0)
+    medbase = report["accuracy"]["medbase_average"]
+    assert set(medbase["columns"]) == {
+        "MedQA-USMLE", "PubMedQA", "MMLU-Medical", "MedQA-MCMLE", "CMB-single"
+    }  # fmt: skip
+    assert medbase["missing"] == ["MedMCQA", "CMMLU-Medical", "CExam"]
+    assert medbase["accuracy"] == pytest.approx((0.75 + 1.0 + 0.5 + 0.0 + 0.5) / 5)
+    published = published_tables()
+    assert published["medbase"]["columns"] == list(MEDBASE_COLUMNS)
+    for table in published.values():
+        assert table["source"]
+        for values in table["rows"].values():
+            assert len(values) == len(table["columns"])
+    text = render_markdown(report)
+    assert "| this run | 75.0 | - | 100.0 | 50.0 | 0.0 | 50.0 | - | - | 55.0 |" in text
+    assert (
+        "| Medbase-1.8B (published) | 45.0 | 48.0 | 53.0 | 53.4 | 76.2 | 56.1 | 57.5 | 61.5 | |"
+        in text
+    )

@@ -151,6 +151,34 @@ def test_generate_mode_extracts_from_the_response(
         assert row["prediction"] == extract_answer(row["response"], row["language"], options)
     assert report["unextractable"] == sum(r["prediction"] is None for r in results)
     assert report["run"]["max_new_tokens"] == 6
+    # Each response is the text of min_new_tokens (6) generated tokens, not an early stop.
+    check_generated_tokens(tiny_dir, results, min_new_tokens=6)
+
+
+def check_generated_tokens(model_dir: Path, results: list[dict], min_new_tokens: int) -> None:
+    """Every response is non-empty and decodes at least `min_new_tokens` tokens that the
+    model generates greedily for the item's prompt (the token count, not re-encoding)."""
+    import torch
+
+    from medbase_ray.eval.prompts import build_prompt, render_apollo
+    from medbase_ray.models.loading import load_model, load_tokenizer
+
+    tok, model = load_tokenizer(str(model_dir)), load_model(str(model_dir)).eval()
+    for row in results:
+        assert row["response"].strip(), row["id"]
+        p = build_prompt(
+            row, [], mode="generate", k_shot=0, max_prompt_tokens=4096, seed=0,
+            render=render_apollo, count_tokens=len,
+        )  # fmt: skip
+        ids = tok(p.context, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids, max_new_tokens=min_new_tokens, min_new_tokens=min_new_tokens,
+                do_sample=False, pad_token_id=tok.pad_token_id,
+            )  # fmt: skip
+        new = out[0, ids.shape[1] :]
+        assert len(new) >= min_new_tokens
+        assert row["response"].startswith(tok.decode(new, skip_special_tokens=True))
 
 
 def test_a_uri_stage_directory_is_written_through_a_local_copy(
@@ -164,6 +192,14 @@ def test_a_uri_stage_directory_is_written_through_a_local_copy(
     assert (remote / "_SUCCESS").exists()
     assert len(read_results(remote)) == 8
     assert json.loads((remote / "report.json").read_text()) == report
-    # A re-run fetches the finished stage back and returns its report, scoring nothing.
-    (remote / "report.json").write_text(json.dumps({**report, "marker": 1}))
+    assert json.loads((remote / "_SUCCESS").read_text()) == report  # the summary, last
+    assert (remote / "fingerprint.json").exists() and (remote / "config.yaml").exists()
+    # A re-run reads the finished stage's summary and returns it, scoring nothing.
+    (remote / "_SUCCESS").write_text(json.dumps({**report, "marker": 1}))
     assert run_eval(cfg, out_dir=uri)["marker"] == 1
+    # An interrupted remote run resumes from the results sent back to the URI.
+    lines = (remote / "results.jsonl").read_text().splitlines()
+    (remote / "results.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (remote / "_SUCCESS").unlink()
+    assert run_eval(cfg, out_dir=uri)["run"]["scored_now"] == 5
+    assert len(read_results(remote)) == 8
