@@ -1,34 +1,21 @@
-"""`ray job submit` entrypoint of the whole pipeline: prepare -> train -> serve -> eval.
+"""`ray job submit` entrypoint of the whole pipeline: `medbase pipeline`, the same
+options, exit codes and errors (medbase_ray/cli.py).
 
-    ray job submit --working-dir . -- python jobs/pipeline.py --preset tiny
-    ray job submit --working-dir . -- python jobs/pipeline.py --preset cluster-7b \
+    export RAY_AUTH_MODE=token                  # and the cluster's token: docs/cluster.md
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env jobs/runtime_env.yaml -- python jobs/pipeline.py --preset tiny
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env jobs/runtime_env.yaml -- python jobs/pipeline.py --preset cluster-7b \
         --set model.name_or_path=/mnt/models/Qwen2-7B --set run.root=s3://YOUR-BUCKET/medbase
 
-Each stage skips complete outputs, so a re-submitted job resumes where the last stopped.
+Outputs go to <run.root>/<run.name>/ (a local root is a path on the cluster's nodes).
+Each stage skips complete outputs, so re-submitting the same command resumes. A failed
+job exits 1 and its last log line names the stage and the reason.
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-import logging
-
-from medbase_ray.config import load_config
-from medbase_ray.pipeline import format_comparison, run_pipeline
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", "-c", help="pipeline config YAML")
-    parser.add_argument("--preset", help="shipped preset (tiny, qwen2.5-0.5b, cluster-7b)")
-    parser.add_argument("--set", "-s", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    cfg = load_config(args.config, args.overrides, preset=None if args.config else args.preset)
-    result = run_pipeline(cfg)
-    print(format_comparison(result["before"], result["after"]))
-
+from medbase_ray.cli import app
 
 if __name__ == "__main__":
-    main()
+    app(["pipeline", *sys.argv[1:]], prog_name="medbase")

@@ -5,6 +5,11 @@ callable from Python.
     medbase doctor
     medbase prepare --preset tiny --set prepare.seq_len=1024
     medbase train -c my.yaml --set train.lr=2e-5
+    medbase pipeline --preset tiny
+
+`jobs/<stage>.py` (the `ray job submit` entrypoints) run this same app. Each stage's
+runner is imported inside its command: runners pull ray, torch or openai, and
+`medbase --help` must stay under a second.
 """
 
 from __future__ import annotations
@@ -12,12 +17,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from medbase_ray.config import PRESETS, ConfigError, PipelineConfig, load_config
+from medbase_ray.config import PRESETS, ConfigError, PipelineConfig, dump_config, load_config
+from medbase_ray.corpus.rejects import AllRejected, CorpusError
+from medbase_ray.doctor import format_report, run_doctor
+from medbase_ray.eval.prompts import EvalError
+from medbase_ray.eval.report import render_markdown
+from medbase_ray.prepare.manifest import FingerprintMismatch, summary_table
+
+log = logging.getLogger("medbase")
 
 app = typer.Typer(
     help="medbase-ray: the Apollo multilingual medical LLM pipeline on Ray.",
@@ -39,7 +54,21 @@ SetOpt = Annotated[
 ]
 AddressOpt = Annotated[
     str | None,
-    typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)."),
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        show_envvar=False,
+        help="Ray cluster address (default: $RAY_ADDRESS, set inside a Ray job; else a local Ray).",
+    ),
+]
+
+SourceOpt = Annotated[
+    str | None,
+    typer.Option("--source", help="Source of rows whose file and folder names give none."),
+]
+LanguageOpt = Annotated[
+    str | None,
+    typer.Option("--language", help="Language of rows whose file and folder names give none."),
 ]
 
 
@@ -96,6 +125,8 @@ def rewrite(
         list[str] | None,
         typer.Option("--target", help="translate: target language code (repeatable)."),
     ] = None,
+    source: SourceOpt = None,
+    language: LanguageOpt = None,
 ) -> None:
     """Back-translate raw medical text into QA pairs and dialogues through a teacher LLM.
 
@@ -108,6 +139,8 @@ def rewrite(
         "model": model,
         "tasks": task,
         "target_languages": target,
+        "source": source,
+        "language": language,
     }
     overrides = list(set_ or []) + [
         f"rewrite.{key}={json.dumps(value)}" for key, value in options.items() if value
@@ -133,16 +166,18 @@ def prepare(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    source: SourceOpt = None,
+    language: LanguageOpt = None,
 ) -> None:
     """Render, tokenize, loss-mask and pack conversations into fixed-length rows."""
-    from medbase_ray.corpus.rejects import CorpusError
-    from medbase_ray.prepare.manifest import summary_table
     from medbase_ray.prepare.pipeline import PrepareError, run_prepare
 
-    cfg = _config(config, preset, set_, address)
+    origin = {"source": source, "language": language}
+    origin_sets = [f"prepare.{k}={json.dumps(v)}" for k, v in origin.items() if v]
+    cfg = _config(config, preset, list(set_ or []) + origin_sets, address)
     try:
         summary = run_prepare(cfg)
-    except (CorpusError, PrepareError) as exc:
+    except (CorpusError, PrepareError, AllRejected) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     state = "already complete, skipped" if summary["skipped"] else "written"
@@ -174,7 +209,6 @@ def train(
     Prints the final checkpoint: a Hugging Face model directory that `medbase serve`
     and `medbase eval` load as it is.
     """
-    from medbase_ray.prepare.manifest import FingerprintMismatch
     from medbase_ray.train.data import load_dev_data
     from medbase_ray.train.run import TrainRunError, run_train
 
@@ -197,21 +231,29 @@ def tune(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Prepared directory to mix (default: <run>/prepared)."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted sweep; finished trials are kept."),
+    ] = False,
 ) -> None:
-    """Sweep the language mixing ratios with Ray Tune.
+    """Optimise the language mixture with Ray Tune (docs/tune.md).
 
     Each trial trains on the prepared data mixed with its own language weights for
-    tune.trial_max_steps steps and scores the benchmark's dev split. Prints the ranked
-    table; <run>/tune/best_config.yaml is the config with the best mixture
+    tune.trial_max_steps steps, scoring the benchmark's dev split every tune.eval_steps;
+    a regression over the trials proposes a mixture, trained as a final trial. Prints the
+    ranked table; <run>/tune/ holds report.md, best_mixture.yaml and best_config.yaml
     (`medbase train -c <run>/tune/best_config.yaml --set run.name=best`).
     """
-    from medbase_ray.prepare.manifest import FingerprintMismatch
     from medbase_ray.train.run import TrainRunError
     from medbase_ray.tune.sweep import TuneRunError, run_tune
 
     cfg = _config(config, preset, set_, address)
     try:
-        out = run_tune(cfg)
+        out = run_tune(cfg, resume=resume, data_dir=data)
     except (TuneRunError, TrainRunError, FingerprintMismatch, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -280,10 +322,7 @@ def eval_(
     Writes results.jsonl (resumable), report.json, report.md and wrong_items.jsonl.
     With --address the checkpoint runs in a Ray actor on that cluster.
     """
-    from openai import OpenAIError
-
-    from medbase_ray.corpus.rejects import CorpusError
-    from medbase_ray.eval.prompts import EvalError
+    from openai import OpenAIError  # heavy (its import alone takes a second)
 
     cfg = _config(config, preset, (set_ or []) + ([f"eval.mode={mode}"] if mode else []), address)
     try:
@@ -303,8 +342,6 @@ def eval_(
             f"error from the endpoint: {exc} (finished items are kept; re-run to resume)", err=True
         )
         raise typer.Exit(1) from None
-    from medbase_ray.eval.report import render_markdown
-
     typer.echo(render_markdown(report))
     typer.echo(f"outputs in {out or cfg.run.stage_dir('eval')}")
 
@@ -315,12 +352,116 @@ def demo(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Ray's and the stages' logs.")
+    ] = False,
+    wait: Annotated[
+        bool | None,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Keep the endpoint up until Ctrl-C (default: when run in a terminal).",
+        ),
+    ] = None,
 ) -> None:
-    """Run every stage that exists, end to end, on the embedded tiny model."""
+    """The whole pipeline on the embedded tiny model: rewrite, prepare, tune, train,
+    serve, eval before/after, and <run>/report.html."""
     from medbase_ray.demo import run_demo
 
     cfg = _config(config, preset, set_, address)
-    raise typer.Exit(run_demo(cfg))
+    raise typer.Exit(run_demo(cfg, verbose=verbose, wait=wait, argv=["medbase", *sys.argv[1:]]))
+
+
+class _StageInProgress:
+    """run_pipeline's tracker for `medbase pipeline`: logs each stage (LogTracker) and
+    remembers which one was running, to name it when the pipeline fails."""
+
+    def __init__(self, log_tracker: Any) -> None:  # medbase_ray.pipeline.LogTracker
+        self.log_tracker = log_tracker
+        self.current = "start (before the first stage)"
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[Any]:
+        self.current = name
+        with self.log_tracker.stage(name) as line:
+            yield line
+        self.current = f"after {name}"
+
+
+@app.command()
+def pipeline(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Every stage in order on one config, as `ray job submit` runs it (jobs/pipeline.py).
+
+    Stage outputs go to <run.root>/<run.name>/; a stage whose output is complete is
+    skipped, so re-running the same command resumes. A failure ends with the stage and
+    the reason on the last line (exit 1).
+    """
+    from medbase_ray.pipeline import LogTracker, format_comparison, run_pipeline
+
+    cfg = _config(config, preset, set_, address)
+    tracker = _StageInProgress(LogTracker())
+    try:
+        out = run_pipeline(cfg, tracker)
+    except Exception as exc:  # any stage's error: its traceback, then what and where
+        traceback.print_exc()
+        typer.echo("finished stages are kept: re-run the same command to resume", err=True)
+        typer.echo(f"error: stage {tracker.current} failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(format_comparison(out["before"], out["after"]))
+    typer.echo(f"prepared:   {out['prepare']['output_dir']}")
+    typer.echo(f"checkpoint: {out['train']['checkpoint']}")
+    typer.echo(f"eval:       {cfg.run.stage_dir('eval')}")
+    typer.echo(f"report:     {out['report']}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[str, typer.Argument(help="A run directory (<root>/<name>) or its URI.")],
+) -> None:
+    """Write <run>/report.html for a run directory, whatever stages it holds."""
+    from medbase_ray.report.build import write_report
+
+    try:
+        typer.echo(write_report(run_dir))
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+config_app = typer.Typer(help="Show the resolved config, or write its reference.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the resolved config (defaults, preset or file, overrides) as YAML."""
+    typer.echo(dump_config(_config(config, preset, set_, None)), nl=False)
+
+
+@config_app.command("docs")
+def config_docs(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here (default: print it).")
+    ] = None,
+) -> None:
+    """The config reference (docs/config.md): every field, its meaning, default and
+    each preset's value, generated from the config classes."""
+    from medbase_ray.report.config_docs import render_config_docs
+
+    text = render_config_docs()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}")
 
 
 @app.command()
@@ -331,23 +472,13 @@ def doctor(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Report versions, CPUs/GPUs, whether DeepSpeed's CPU op builds, and Ray reachability."""
-    from medbase_ray.doctor import run_doctor
-
+    """Report versions, CPUs/GPUs, whether DeepSpeed's CPU op builds, the Ray cluster
+    and its token authentication."""
     report = run_doctor(address, build_ops=not skip_ops)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"python        {report['python']}")
-    for name, version in report["packages"].items():
-        typer.echo(f"{name:<13} {version}")
-    d = report["devices"]
-    typer.echo(f"cpus          {d['cpus']}")
-    typer.echo(f"cuda gpus     {d['cuda_gpus']} {', '.join(d.get('gpu_names', []))}".rstrip())
-    for key, label in (("deepspeed_cpu_op", "deepspeed op"), ("ray_cluster", "ray cluster")):
-        item = report[key]
-        mark = {True: "ok", False: "FAIL", None: "-"}[item["ok"]]
-        typer.echo(f"{label:<13} {mark}: {item['detail']}")
+    typer.echo(format_report(report))
 
 
 if __name__ == "__main__":

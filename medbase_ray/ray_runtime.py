@@ -1,8 +1,9 @@
 """Ray bootstrap, one helper for every stage.
 
 Connects to `address` or `RAY_ADDRESS` when set (inside a `ray job submit` job Ray sets
-it, so the same code runs unchanged there); otherwise starts a local Ray sized to the
-machine with its dashboard on loopback only.
+it, so the same code runs unchanged there); otherwise starts a local Ray of its own, sized
+to the machine, with its dashboard on loopback only (never the cluster a `ray start` left
+running here: pass its address to use it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def init_ray(
         cpus = num_cpus or os.cpu_count() or 1
         log.info("starting a local Ray with %d CPUs (dashboard on 127.0.0.1)", cpus)
         ray.init(
+            # "local": a new Ray even when `ray start` runs on this machine (address=None
+            # would join the cluster it recorded in /tmp/ray/ray_current_cluster).
+            address="local",
             num_cpus=cpus,
             dashboard_host="127.0.0.1",
             runtime_env=runtime_env,
