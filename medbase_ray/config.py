@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from medbase_ray.clean.config import CleanConfig
 from medbase_ray.config_base import StrictModel
 from medbase_ray.eval.config import EvalConfig
 from medbase_ray.prepare.config import MixtureSpec, PrepareConfig
@@ -61,6 +62,7 @@ class PipelineConfig(StrictModel):
     ray: RayConfig = Field(default_factory=RayConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rewrite: RewriteConfig = Field(default_factory=RewriteConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     mixture: MixtureSpec = Field(default_factory=MixtureSpec)
     train: TrainConfig = Field(default_factory=TrainConfig)
