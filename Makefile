@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.medbase-installed
 
-.PHONY: setup demo test test-learning lint bench clean
+.PHONY: setup demo test test-learning lint bench docs clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ test-learning: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# docs/config.md from the config classes (tests/report/test_config_docs.py checks it)
+docs: setup
+	$(VENV)/bin/medbase config docs --out docs/config.md
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done

@@ -26,32 +26,68 @@ from medbase_ray.tune.config import TuneConfig
 
 
 class ModelConfig(StrictModel):
-    # "tiny" is the embedded default (built on first use, no download); anything else
-    # is a Hugging Face model directory or name, loaded as is.
-    name_or_path: str = "tiny"
-    # apollo: `User:{q}\nAssistant:{a}<|endoftext|>`; template: the tokenizer's chat_template.
-    # None: the checkpoint's own (its medbase_config.yaml), else apollo. Resolve it with
-    # medbase_ray.models.checkpoint_info.resolve_model_settings, not by reading it here.
-    chat_format: Literal["apollo", "template"] | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
+    name_or_path: str = Field(
+        default="tiny",
+        description=(
+            '"tiny" is the embedded default (built on first use, no download); anything else '
+            "is a Hugging Face model directory or name, loaded as is."
+        ),
+    )
+    chat_format: Literal["apollo", "template"] | None = Field(
+        default=None,
+        description=(
+            "apollo: `User:{q}\\nAssistant:{a}<|endoftext|>`; template: the tokenizer's "
+            "chat_template. None: the checkpoint's own (its medbase_config.yaml), else "
+            "apollo. Resolve it with "
+            "medbase_ray.models.checkpoint_info.resolve_model_settings, not by reading it "
+            "here."
+        ),
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description=(
+            "Weights' dtype for train, serve and eval; auto: bfloat16 on GPU, float32 on CPU "
+            "(a checkpoint's own wins)."
+        ),
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description=(
+            "Let transformers run the model repository's own code (only for checkpoints you trust)."
+        ),
+    )
 
 
 class RayConfig(StrictModel):
-    # Ray cluster to join; None means RAY_ADDRESS if set, else a new local Ray.
-    address: str | None = None
-    # Only for a new local Ray: CPUs to give it (None: all of this machine's).
-    num_cpus: int | None = Field(default=None, ge=1)
-    # Environment given to every Ray worker (e.g. DS_ACCELERATOR, HF_HOME).
-    env_vars: dict[str, str] = Field(default_factory=dict)
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster to join; None means RAY_ADDRESS if set, else a new local Ray.",
+    )
+    num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="Only for a new local Ray: CPUs to give it (None: all of this machine's).",
+    )
+    env_vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment given to every Ray worker (e.g. DS_ACCELERATOR, HF_HOME).",
+    )
 
 
 class RunSettings(StrictModel):
     """The `run:` section: where a run's stage outputs live (not ray.train.RunConfig)."""
 
-    # Root of all runs: a local directory or a URI (file://, s3://, gs://).
-    root: str = "runs"
-    name: str = "demo"
+    root: str = Field(
+        default="runs",
+        description="Root of all runs: a local directory or a URI (file://, s3://, gs://).",
+    )
+    name: str = Field(
+        default="demo",
+        description=(
+            "The run's name: its outputs are under <root>/<name>/ (rewrite/, prepared/, "
+            "train/, tune/, eval/, report.html)."
+        ),
+    )
 
     def stage_dir(self, stage: str) -> str:
         return f"{self.root.rstrip('/')}/{self.name}/{stage}"

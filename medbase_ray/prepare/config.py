@@ -13,27 +13,59 @@ from medbase_ray.config_base import StrictModel
 
 
 class PrepareConfig(StrictModel):
-    # Conversation records: directories or files (ApolloCorpus JSON, JSONL, Parquet), or
-    # `hf:<dataset name or dir>[:<split>]` for a `datasets` dataset in the conversation
-    # contract. Empty: the bundled sample conversations.
-    inputs: list[str] = Field(default_factory=list)
-    seq_len: int = Field(default=512, ge=16)
-    # best_fit: best-fit decreasing within a window (the default, least padding);
-    # next_fit: Apollo's order-preserving greedy (reproduction); none: one sample a row.
-    packing: Literal["best_fit", "next_fit", "none"] = "best_fit"
-    # best_fit sorts and packs this many samples of one source at a time (a bounded
-    # window); rows of a window that are not full carry over into the next one.
-    pack_window: int = Field(default=4096, ge=1)
-    # A sample longer than seq_len: cut to seq_len (counted) or dropped (counted, rejected).
-    overlong: Literal["truncate", "drop"] = "truncate"
-    # Conversations per call of the fast tokenizer (map_batches batch size).
-    batch_size: int = Field(default=512, ge=1)
-    # Input files are read in groups of about this many MiB, one Ray task per group
-    # (files of one source together); a task holds one group's conversations at a time.
-    task_input_mb: int = Field(default=8, ge=1)
-    rows_per_shard: int = Field(default=4096, ge=1)
-    # Rows per Parquet row group: the unit a mixture reads (and shuffles) at once.
-    row_group_rows: int = Field(default=256, ge=1)
+    inputs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Conversation records: directories or files (ApolloCorpus JSON, JSONL, Parquet), "
+            "or `hf:<dataset name or dir>[:<split>]` for a `datasets` dataset in the "
+            "conversation contract. Empty: the bundled sample conversations."
+        ),
+    )
+    seq_len: int = Field(
+        default=512, ge=16, description="Tokens per packed row (the training context length)."
+    )
+    packing: Literal["best_fit", "next_fit", "none"] = Field(
+        default="best_fit",
+        description=(
+            "best_fit: best-fit decreasing within a window (the default, least padding); "
+            "next_fit: Apollo's order-preserving greedy (reproduction); none: one sample a "
+            "row."
+        ),
+    )
+    pack_window: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "best_fit sorts and packs this many samples of one source at a time (a bounded "
+            "window); rows of a window that are not full carry over into the next one."
+        ),
+    )
+    overlong: Literal["truncate", "drop"] = Field(
+        default="truncate",
+        description=(
+            "A sample longer than seq_len: cut to seq_len (counted) or dropped (counted, rejected)."
+        ),
+    )
+    batch_size: int = Field(
+        default=512,
+        ge=1,
+        description="Conversations per call of the fast tokenizer (map_batches batch size).",
+    )
+    task_input_mb: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "Input files are read in groups of about this many MiB, one Ray task per group "
+            "(files of one source together); a task holds one group's conversations at a "
+            "time."
+        ),
+    )
+    rows_per_shard: int = Field(default=4096, ge=1, description="Packed rows per Parquet shard.")
+    row_group_rows: int = Field(
+        default=256,
+        ge=1,
+        description="Rows per Parquet row group: the unit a mixture reads (and shuffles) at once.",
+    )
 
 
 MIXTURE_PRESETS_PACKAGE = "medbase_ray.prepare"
@@ -57,27 +89,58 @@ class MixtureSpec(StrictModel):
     name, a bare source (`medicalExam`: every language) or a glob (`*_en`).
     """
 
-    # A shipped preset (e.g. `apollo`) whose fields fill the ones not given here.
-    preset: str | None = None
-    # Weights by source or by language (ISO 639-1 codes); empty: every source in
-    # proportion to its tokens x epochs. A source or language left out of non-empty
-    # weights gets none of the budget.
-    by: Literal["source", "language"] = "language"
-    weights: dict[str, float] = Field(default_factory=dict)
-    # Apollo's data_epoch: how many times a source is repeated (fractions allowed).
-    epochs: dict[str, float] = Field(default_factory=dict)
-    # Apollo's data_priority: the order rows are drawn in (weighted sampling without
-    # replacement), so high-priority sources come early; it changes no amounts.
-    priority: dict[str, float] = Field(default_factory=dict)
-    # Temperature sampling p_i ∝ n_i^alpha over the units of `by` (1: proportional,
-    # 0: uniform); only when no weights are given.
-    temperature_alpha: float | None = Field(default=None, ge=0, le=1)
-    # Total real tokens of the mixture; None: as many as the sources x epochs hold.
-    token_budget: int | None = Field(default=None, ge=1)
-    seed: int = 0
-    # Chunks (one pass over one Parquet row group each) read together and shuffled as
-    # one block: a seeded shuffle buffer of up to this x prepare.row_group_rows rows.
-    shuffle_chunks: int = Field(default=8, ge=1)
+    preset: str | None = Field(
+        default=None,
+        description="A shipped preset (e.g. `apollo`) whose fields fill the ones not given here.",
+    )
+    by: Literal["source", "language"] = Field(
+        default="language",
+        description=(
+            "Weights by source or by language (ISO 639-1 codes); empty: every source in "
+            "proportion to its tokens x epochs. A source or language left out of non-empty "
+            "weights gets none of the budget."
+        ),
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Shares of the mixture per unit of `by` (normalised); empty: see temperature_alpha."
+        ),
+    )
+    epochs: dict[str, float] = Field(
+        default_factory=dict,
+        description="Apollo's data_epoch: how many times a source is repeated (fractions allowed).",
+    )
+    priority: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Apollo's data_priority: the order rows are drawn in (weighted sampling without "
+            "replacement), so high-priority sources come early; it changes no amounts."
+        ),
+    )
+    temperature_alpha: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Temperature sampling p_i ∝ n_i^alpha over the units of `by` (1: proportional, 0:"
+            " uniform); only when no weights are given."
+        ),
+    )
+    token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Total real tokens of the mixture; None: as many as the sources x epochs hold.",
+    )
+    seed: int = Field(default=0, description="Seed of the row selection and order.")
+    shuffle_chunks: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "Chunks (one pass over one Parquet row group each) read together and shuffled as "
+            "one block: a seeded shuffle buffer of up to this x prepare.row_group_rows rows."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,2 @@
+"""The run report (`<run>/report.html`, `medbase report <run>`) and the generated config
+reference (`medbase config docs`)."""
