@@ -30,6 +30,7 @@ from medbase_ray.corpus.rejects import AllRejected, CorpusError
 from medbase_ray.doctor import format_report, run_doctor
 from medbase_ray.eval.prompts import EvalError
 from medbase_ray.eval.report import render_markdown
+from medbase_ray.models.checkpoint_info import SettingsConflict
 from medbase_ray.prepare.manifest import FingerprintMismatch, summary_table
 
 log = logging.getLogger("medbase")
@@ -284,7 +285,11 @@ def serve(
     from medbase_ray.serve.app import start_server, wait_until_interrupted
 
     name = "medbase"
-    url = start_server(checkpoint, cfg, name=name, route_prefix=cfg.serve.route_prefix)
+    try:
+        url = start_server(checkpoint, cfg, name=name, route_prefix=cfg.serve.route_prefix)
+    except SettingsConflict as exc:  # the config contradicts the checkpoint's own settings
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(url)
     wait_until_interrupted(name)
 
@@ -334,7 +339,7 @@ def eval_(
             from medbase_ray.eval.runner import run_eval
 
             report = run_eval(cfg, base_url, checkpoint, out)
-    except (EvalError, CorpusError) as exc:
+    except (EvalError, CorpusError, SettingsConflict) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except OpenAIError as exc:

@@ -63,8 +63,10 @@ class EvalConfig(StrictModel):
     apollo_compat: bool = Field(
         default=False,
         description=(
-            "Reproduce the Apollo code exactly: Chinese questions with the English template "
-            '(the shots stay Chinese) and "from A to D" in every instruction.'
+            "Reproduce Apollo's evaluation exactly (generate mode; eval/apollo.py): its "
+            "prompts per source, shots drawn from the same source within 4,096 characters, "
+            "longer prompts skipped and counted, the first answer letter as key, "
+            "generate_score.py's extraction, zero-correct sources dropped from averages."
         ),
     )
     base_url: str | None = Field(

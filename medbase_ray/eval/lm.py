@@ -20,8 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from openai import AsyncOpenAI
-
 from medbase_ray.models.loading import load_model, load_tokenizer, resolve_model_path
 
 
@@ -74,6 +72,8 @@ class EndpointLM:
         timeout_s: float = 300.0,
         http_client: Any = None,
     ) -> None:
+        from openai import AsyncOpenAI  # heavy (a second to import): endpoint runs only
+
         # The client needs some key; servers without auth ignore it.
         self.client = AsyncOpenAI(
             base_url=base_url,
