@@ -37,6 +37,22 @@ def ray_local():
     ray.shutdown()
 
 
+# Rows of the shared prepared sample: short, so train and tune runs stay in budget.
+PREPARED_SEQ_LEN = 128
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(ray_local, tmp_path_factory) -> str:
+    """The bundled sample, prepared (tokenized, loss-masked, packed) for the tiny model in
+    PREPARED_SEQ_LEN-token rows; shared by the train and tune tests."""
+    from medbase_ray.config import load_config
+    from medbase_ray.prepare.pipeline import run_prepare
+
+    root = tmp_path_factory.mktemp("prepare")
+    overrides = [f"run.root={root}", "run.name=t", f"prepare.seq_len={PREPARED_SEQ_LEN}"]
+    return run_prepare(load_config(preset="tiny", overrides=overrides))["output_dir"]
+
+
 @pytest.fixture(scope="session")
 def tiny_endpoint(ray_local, tiny_dir):
     """The embedded (untrained) tiny model behind a real Ray Serve OpenAI endpoint.

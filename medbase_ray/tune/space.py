@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from medbase_ray.config import PipelineConfig
+from medbase_ray.config import PipelineConfig
 
 WEIGHT_PREFIX = "w_"
 
@@ -44,10 +43,21 @@ def trial_config(cfg: PipelineConfig, weights: dict[str, float], trial_dir: str)
     trial.mixture.temperature_alpha = None
     trial.train.max_steps = cfg.tune.trial_max_steps
     trial.train.dev_benchmark = True
+    # Every report carries the dev figures (Tune's searchers and schedulers read them
+    # from each one), so reports come only at the evaluation points.
+    trial.train.eval_steps = cfg.tune.eval_steps or cfg.tune.trial_max_steps
+    trial.train.log_steps = trial.train.eval_steps
     trial.train.storage_path = trial_dir
     trial.train.save_steps = None  # the final checkpoint only
     trial.train.keep_last = 1
     return trial
+
+
+def trial_tokens(cfg: PipelineConfig) -> int:
+    """Token slots one trial trains on (steps x global batch x seq_len): UniMax's budget."""
+    t = cfg.train
+    rows = t.micro_batch_size * t.grad_accum_steps * t.num_workers
+    return cfg.tune.trial_max_steps * rows * cfg.prepare.seq_len
 
 
 def rank_trials(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
@@ -63,19 +73,27 @@ def rank_trials(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict
 
 
 def format_table(rows: list[dict[str, Any]], languages: list[str], metric: str) -> str:
-    """A Markdown table of the ranked trials: mixture shares, dev accuracy per language."""
-    head = ["trial", *[f"{lang} share" for lang in languages], "dev macro %"]
-    head += [f"dev {lang} %" for lang in languages] + ["loss"]
+    """A Markdown table of the ranked trials: where each mixture came from, its target
+    (and realised) share of each language, dev accuracy per language, the last loss,
+    the steps it ran and whether the scheduler stopped it early."""
+    head = ["trial", "origin", *[f"{lang} share" for lang in languages], "dev macro %"]
+    head += [f"dev {lang} %" for lang in languages] + ["loss", "steps", "stopped early"]
     if metric not in ("dev_accuracy", "loss") and not metric.startswith("dev_accuracy_"):
         head.append(metric)
-    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
     for row in rows:
-        share = row.get("shares", {})
-        cells = [str(row.get("trial", "?"))]
-        cells += [f"{share.get(lang, 0.0):.2f}" for lang in languages]
+        share, realised = row.get("shares", {}), row.get("realised_shares") or {}
+        cells = [str(row.get("trial", "?")), str(row.get("origin", "-"))]
+        for lang in languages:
+            cell = f"{share.get(lang, 0.0):.2f}"
+            cells.append(f"{cell} ({realised[lang]:.2f})" if lang in realised else cell)
         cells.append(_pct(row.get("dev_accuracy")))
         cells += [_pct(row.get(f"dev_accuracy_{lang}")) for lang in languages]
-        cells.append(_num(row.get("loss")))
+        cells += [
+            _num(row.get("loss")),
+            _num(row.get("step")),
+            "yes" if row.get("stopped_early") else "no",
+        ]
         if len(cells) < len(head):
             cells.append(_num(row.get(metric)))
         lines.append("| " + " | ".join(cells) + " |")

@@ -1,78 +1,83 @@
-"""The sweep's Ray layer: Ray Tune runs one trial per language mixture; each trial is
-a Ray Train run (the train stage, DeepSpeed on its own worker group) on the prepared
-rows mixed with the trial's weights, scored on the benchmark's dev split at the end.
+"""The mixture optimizer's Ray layer: Ray Tune runs one trial per language mixture;
+each trial is a Ray Train run (the train stage, DeepSpeed on its own worker group) on
+the prepared rows mixed with the trial's weights, whose reports (dev accuracy per
+language every `tune.eval_steps`) stream to Tune through `TuneReportCallback`, so a
+scheduler (ASHA) can stop poor trials early and a searcher (Optuna's TPE) learns from
+them. After the trials a regression proposes a mixture, trained as a final trial.
 
-Outputs in `<run>/tune/`: `results.json` (every trial: weights, shares, dev accuracy per
-language, final loss, checkpoint), `results.md` (the same, ranked), `best_config.yaml`
-(the sweep's config with the best mixture: `medbase train -c best_config.yaml
---set run.name=best` trains on it) and
-`_SUCCESS` last; Ray Tune's own experiment state is under `ray/`, each trial's run
+    from medbase_ray.tune.sweep import run_tune
+    out = run_tune(load_config(preset="tiny"))          # medbase tune [--resume]
+    out["best"]["shares"], out["proposal"]
+
+Outputs in `<run>/tune/` (medbase_ray.tune.outputs); Ray Tune's experiment state is
+under `ray/sweep` and `ray/proposal` (what `--resume` restores), each trial's train run
 under `trials/<trial id>/`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from typing import Any
 
 import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from medbase_ray.config import PipelineConfig
-from medbase_ray.tune.space import (
-    format_table,
-    params_of,
-    rank_trials,
-    shares,
-    trial_config,
-    trial_weights,
+from medbase_ray import storage
+from medbase_ray.config import PipelineConfig, dump_config
+from medbase_ray.prepare.manifest import read_manifest
+from medbase_ray.prepare.pipeline import run_prepare
+from medbase_ray.ray_runtime import init_ray
+from medbase_ray.stage import StageOutput
+from medbase_ray.train.run import run_train
+from medbase_ray.tune.analysis import (
+    accuracy_key,
+    choose_and_front,
+    fit_and_propose,
+    measured_against_predicted,
 )
+from medbase_ray.tune.baselines import language_tokens, named_mixtures
+from medbase_ray.tune.outputs import write_outputs
+from medbase_ray.tune.space import params_of, shares, trial_config, trial_tokens, trial_weights
 
 log = logging.getLogger(__name__)
 
-SUCCESS = "_SUCCESS"
 # A Tune trial only drives a Ray Train run, whose workers hold the CPUs/GPUs. Ray
 # refuses an all-zero request, so the driver asks for a token of memory instead.
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}
-# Figures of a trial's last report kept in results.json (with every dev_* figure).
+SWEEP, PROPOSAL = "sweep", "proposal"  # the two Tune experiments under <tune>/ray/
+# Figures of a trial's last report kept in the results (with every dev_* figure).
 _KEEP = ("loss", "token_accuracy", "step", "steps", "checkpoint")
 
 
 class TuneRunError(RuntimeError):
-    """The sweep could not give a result (every trial failed)."""
+    """The sweep could not give a result (every trial failed, or it needs --resume)."""
 
 
-def _abs(path: str) -> str:
-    return path.rstrip("/") if "://" in path else os.path.abspath(path)
-
-
-def search_space(cfg: PipelineConfig) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """(Tune param_space, points evaluated first) for `cfg.tune`."""
-    from ray import tune
-
-    t = cfg.tune
-    if t.search == "grid":
-        points = [params_of({lang: p.get(lang, 0.0) for lang in t.languages}) for p in t.grid]
-        # One grid axis over whole mixtures (not a product over languages).
-        return {"mixture": tune.grid_search(points)}, []
-    low, high = t.weight_range
-    space = {f"w_{lang}": tune.loguniform(low, high) for lang in t.languages}
-    first = [params_of(dict.fromkeys(t.languages, 1.0))] if t.include_equal else []
-    return space, first
+class InjectedTrialFailure(RuntimeError):
+    """The failure `tune.fault_injection` asks for (tests of the sweep's robustness)."""
 
 
 def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_dir: str) -> None:
-    """One trial (runs in a Tune actor): train on the trial's mixture, report dev figures."""
-    from ray import tune
-
-    from medbase_ray.train.run import run_train
+    """One trial (a Tune function trainable): a Ray Train run on the trial's mixture
+    whose reports reach Tune as they come; a last report adds the realised shares."""
+    # Imported here: it requires a Tune session, and the module is only read in one.
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     cfg = PipelineConfig.model_validate(yaml.safe_load(config_yaml))
-    weights = trial_weights(params)
     trial_id = tune.get_context().get_trial_id()
-    tcfg = trial_config(cfg, weights, f"{tune_dir}/trials/{trial_id}")
-    out = run_train(tcfg, data_dir=prepared_dir)
+    tcfg = trial_config(cfg, trial_weights(params), storage.join(tune_dir, "trials", trial_id))
+    fault = cfg.tune.fault_injection
+    failing = fault is not None and trial_ordinal(trial_id) == fault.trial
+    if failing:
+        tcfg.train.max_steps = fault.at_step
+    # resume: a trial restarted by `--resume` continues its train run instead of refusing.
+    out = run_train(tcfg, data_dir=prepared_dir, resume=True, callbacks=[TuneReportCallback()])
+    if failing:
+        raise InjectedTrialFailure(
+            f"tune.fault_injection: trial {trial_id} at step {fault.at_step}"
+        )
     final = {k: v for k, v in out["final"].items() if isinstance(v, int | float)}
     realised = (out.get("mixture") or {}).get("language_shares", {})
     tune.report(
@@ -82,78 +87,197 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     )
 
 
-def run_tune(cfg: PipelineConfig) -> dict[str, Any]:
-    """Sweep the language mixing ratios; returns {"trials": ranked rows, "best", "table",
-    "tune_dir"}. A finished sweep in the run directory is returned as it is."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
+def trial_ordinal(trial_id: str) -> int:
+    """The trial's number in its experiment (Tune ids end in `_00003`)."""
+    return int(trial_id.rsplit("_", 1)[-1])
 
-    from medbase_ray import storage
-    from medbase_ray.config import dump_config
-    from medbase_ray.prepare.pipeline import run_prepare
-    from medbase_ray.ray_runtime import init_ray
 
+def build_search(cfg: PipelineConfig, named: dict[str, dict[str, float]]) -> tuple[dict, Any]:
+    """(param_space, search_alg) of `tune.search`, the named mixtures evaluated first."""
     t = cfg.tune
-    tune_dir = _abs(cfg.run.stage_dir("tune"))
-    done = storage.join(tune_dir, "results.json")
-    if storage.exists(storage.join(tune_dir, SUCCESS)):
-        log.info("tune: %s is complete; skipping", tune_dir)
-        return json.loads(storage.read_bytes(done))
-    init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
-    run_prepare(cfg)  # skips when <run>/prepared is complete
-    prepared_dir = _abs(cfg.run.stage_dir("prepared"))
+    # Weights are shares x the number of languages: the equal mixture is all 1s, inside
+    # the random search's weight_range (the trial normalises them back to the shares).
+    n = len(t.languages)
+    points = [params_of({lang: share * n for lang, share in s.items()}) for s in named.values()]
+    if t.search == "grid":
+        grid = [params_of({lang: p.get(lang, 0.0) for lang in t.languages}) for p in t.grid]
+        # One grid axis over whole mixtures (not a product over languages).
+        return {"mixture": tune.grid_search(points + grid)}, None
+    if t.search == "random":
+        low, high = t.weight_range
+        space = {f"w_{lang}": tune.loguniform(low, high) for lang in t.languages}
+        # Tune applies max_concurrent_trials to Searchers only: this generator takes its own.
+        return space, BasicVariantGenerator(
+            points_to_evaluate=points, random_state=t.seed, max_concurrent=t.max_concurrent_trials
+        )
+    # Imported here: optuna is only needed by this search.
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
 
-    space, first = search_space(cfg)
-    trainable = tune.with_parameters(
-        run_trial, config_yaml=dump_config(cfg), prepared_dir=prepared_dir, tune_dir=tune_dir
+    # TPE over the simplex: each weight uniform in [0, 1], the trial normalises them.
+    space = {f"w_{lang}": tune.uniform(0.0, 1.0) for lang in t.languages}
+    metric, mode = (
+        ([accuracy_key(lang) for lang in t.languages], ["max"] * len(t.languages))
+        if t.objectives == "per_language"
+        else (t.metric, t.mode)
     )
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, TRIAL_DRIVER_RESOURCES),
+    searcher = OptunaSearch(
+        metric=metric,
+        mode=mode,
+        points_to_evaluate=points,
+        sampler=optuna.samplers.TPESampler(seed=t.seed),
+    )
+    return space, searcher
+
+
+def build_scheduler(cfg: PipelineConfig):
+    t = cfg.tune
+    if t.scheduler == "fifo":
+        return FIFOScheduler()
+    # Training steps as time: rungs at grace_period_steps x reduction_factor^k.
+    return ASHAScheduler(
+        time_attr="step",
+        metric=t.metric,
+        mode=t.mode,
+        max_t=t.trial_max_steps,
+        grace_period=t.grace_period_steps,
+        reduction_factor=t.reduction_factor,
+    )
+
+
+def _tuner(
+    cfg: PipelineConfig, name: str, space: dict, search_alg, num_samples: int, resume: bool,
+    prepared_dir: str, out: StageOutput,
+) -> tune.Tuner:  # fmt: skip
+    """The experiment `name` under <tune>/ray: restored when resuming, else new."""
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_trial, config_yaml=dump_config(cfg), prepared_dir=prepared_dir, tune_dir=out.uri
+        ),
+        TRIAL_DRIVER_RESOURCES,
+    )
+    path = out.child("ray", name)
+    if tune.Tuner.can_restore(path):
+        if not resume:
+            raise TuneRunError(
+                f"{out} holds an unfinished sweep ({path}): pass --resume to continue it, "
+                "or choose another run.name"
+            )
+        log.info("tune: resuming %s (finished trials are kept)", path)
+        return tune.Tuner.restore(path, trainable, resume_errored=False, restart_errored=False)
+    return tune.Tuner(
+        trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            num_samples=t.num_samples,
-            max_concurrent_trials=t.max_concurrent_trials,
-            search_alg=BasicVariantGenerator(points_to_evaluate=first, random_state=t.seed),
+            num_samples=num_samples,
+            max_concurrent_trials=cfg.tune.max_concurrent_trials,
+            search_alg=search_alg,
+            scheduler=build_scheduler(cfg) if name == SWEEP else FIFOScheduler(),
         ),
-        run_config=tune.RunConfig(name="sweep", storage_path=f"{tune_dir}/ray", verbose=1),
+        run_config=tune.RunConfig(name=name, storage_path=out.child("ray"), verbose=1),
     )
-    log.info(
-        "tune: %s search, %d trial(s) of %d steps over %s; results in %s",
-        t.search, t.num_samples * (len(t.grid) if t.search == "grid" else 1), t.trial_max_steps,
-        ",".join(t.languages), tune_dir,
-    )  # fmt: skip
-    grid = tuner.fit()
 
+
+def collect_trials(
+    grid, cfg: PipelineConfig, named: dict[str, dict[str, float]], origin: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(finished trials, failed trials) of a Tune ResultGrid as result rows."""
     rows, failed = [], []
     for result in grid:
-        params = result.config or {}
-        weights = trial_weights(params)
-        trial_id = os.path.basename(result.path) if result.path else "?"
-        if result.error is not None or not result.metrics:
-            failed.append({"trial": trial_id, "weights": weights, "error": str(result.error)})
+        weights = trial_weights(result.config or {})
+        target = shares(weights)
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or str(result.path).rsplit("/", 1)[-1]
+        base = {"trial": trial_id, "origin": _origin(target, named, origin), "weights": weights}
+        if result.error is not None or not metrics:
+            failed.append(base | {"step": metrics.get("step"), "error": str(result.error)})
             continue
-        m = result.metrics
+        step = metrics.get("step")
         rows.append(
-            {"trial": m.get("trial_id", trial_id), "weights": weights, "shares": shares(weights),
-             "realised_shares": {k[9:]: v for k, v in m.items() if k.startswith("realised_")}}
-            | {k: v for k, v in m.items() if k in _KEEP or k.startswith("dev_")}
-        )  # fmt: skip
+            base
+            | {"shares": target, "stopped_early": step is None or step < cfg.tune.trial_max_steps}
+            | {
+                "realised_shares": {
+                    k[9:]: v for k, v in metrics.items() if k.startswith("realised_")
+                }
+            }
+            | {k: v for k, v in metrics.items() if k in _KEEP or k.startswith("dev_")}
+        )
+    return rows, failed
+
+
+def _origin(target: dict[str, float], named: dict[str, dict[str, float]], default: str) -> str:
+    for name, mixture in named.items():
+        if all(abs(target.get(k, 0.0) - v) < 1e-9 for k, v in mixture.items()):
+            return name
+    return default
+
+
+def run_tune(
+    cfg: PipelineConfig, resume: bool = False, data_dir: str | None = None
+) -> dict[str, Any]:
+    """Optimise the language mixture; returns the summary written to results.json.
+
+    data_dir: a prepared directory (default `<run>/prepared`, prepared when missing).
+    resume: continue an interrupted sweep from Ray Tune's state (finished trials kept).
+    A finished sweep in the run directory is returned as it is.
+    """
+    t = cfg.tune
+    out = StageOutput.of(cfg.run, "tune")
+    if out.is_complete():
+        log.info("tune: %s is complete; skipping", out)
+        return out.read_json("results.json")
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
+    prepared_dir = StageOutput(data_dir or run_prepare(cfg)["output_dir"]).uri
+    out.begin(dump_config(cfg))
+    manifest = read_manifest(prepared_dir)
+    # UniMax's budget in real tokens (a trial's token slots x the rows' fill), the unit
+    # of the manifest's counts.
+    budget = trial_tokens(cfg) * (1.0 - float(manifest["totals"]["padding_fraction"]))
+    named = named_mixtures(t, language_tokens(manifest, t.languages), budget)
+    space, search_alg = build_search(cfg, named)
+    num = t.num_samples
+    log.info(
+        "tune: %s search (%s first), %d trial(s) of %d steps over %s, %s scheduler; in %s",
+        t.search, ", ".join(named), num * (len(named) + len(t.grid) if t.search == "grid" else 1),
+        t.trial_max_steps, ",".join(t.languages), t.scheduler, out,
+    )  # fmt: skip
+    grid = _tuner(cfg, SWEEP, space, search_alg, num, resume, prepared_dir, out).fit()
+    rows, failed = collect_trials(grid, cfg, named, t.search)
     if not rows:
-        raise TuneRunError(f"every trial of the sweep in {tune_dir} failed: {failed}")
-    ranked = rank_trials(rows, t.metric, t.mode)
-    table = format_table(ranked, t.languages, t.metric)
-    best = ranked[0]
+        raise TuneRunError(f"every trial of the sweep in {out} failed: {failed}")
+
+    regression = fit_and_propose(rows, t) if t.propose else {"proposal": None}
+    proposal = regression["proposal"]
+    if proposal is not None:
+        # The final trial: the proposed mixture, measured like the others (no fault).
+        clean = cfg.model_copy(deep=True)
+        clean.tune.fault_injection = None
+        point = {"mixture": tune.grid_search([params_of(proposal["shares"])])}
+        result = _tuner(clean, PROPOSAL, point, None, 1, resume, prepared_dir, out).fit()
+        measured, proposal_failed = collect_trials(result, cfg, {}, "proposal")
+        failed += proposal_failed
+        if measured:
+            rows.append(measured[0])
+            proposal["trial"] = measured[0]["trial"]
+            proposal["measured"] = measured_against_predicted(measured[0], proposal["predicted"])
+    choice = choose_and_front(rows, t)
     summary = {
-        "metric": t.metric, "mode": t.mode, "tune_dir": tune_dir, "best": best,
-        "trials": ranked, "failed": failed, "table": table,
-    }  # fmt: skip
-    best_cfg = cfg.model_copy(deep=True)
-    best_cfg.mixture.by, best_cfg.mixture.weights = "language", best["shares"]
-    best_cfg.mixture.temperature_alpha = None
-    storage.write_bytes(
-        storage.join(tune_dir, "results.json"), json.dumps(summary, indent=2).encode()
-    )
-    storage.write_bytes(storage.join(tune_dir, "results.md"), (table + "\n").encode())
-    storage.write_bytes(storage.join(tune_dir, "best_config.yaml"), dump_config(best_cfg).encode())
-    storage.write_bytes(storage.join(tune_dir, SUCCESS), b"")
+        "metric": t.metric,
+        "mode": t.mode,
+        "tune_dir": out.uri,
+        "languages": t.languages,
+        "floors": t.floors,
+        "best": choice["best"],
+        "best_meets_floors": choice["best_meets_floors"],
+        "trials": choice["ranked"],
+        "failed": failed,
+        "named_mixtures": named,
+        "regression": regression,
+        "proposal": proposal,
+        "pareto": [r["trial"] for r in choice["pareto"]],
+        "trial_steps": sum(int(r.get("step") or 0) for r in rows + failed),
+    }
+    summary["table"] = write_outputs(out, cfg, summary)
+    out.complete({k: summary[k] for k in ("metric", "mode", "best", "tune_dir")})
     return summary

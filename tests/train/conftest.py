@@ -13,7 +13,7 @@ import pytest
 
 from medbase_ray.config import PipelineConfig, load_config
 
-SEQ_LEN = 128
+SEQ_LEN = 128  # as the shared `prepared_dir` (tests/conftest.py) is prepared
 
 
 def make_config(tmp: Path, *overrides: str) -> PipelineConfig:
@@ -39,15 +39,6 @@ def make_config(tmp: Path, *overrides: str) -> PipelineConfig:
 def make_cfg():
     """`make_cfg(tmp_path, "train.zero_stage=3", ...)`: a test config."""
     return make_config
-
-
-@pytest.fixture(scope="session")
-def prepared_dir(ray_local, tmp_path_factory) -> str:
-    """The bundled sample, prepared (tokenized, loss-masked, packed) for the tiny model."""
-    from medbase_ray.prepare.pipeline import run_prepare
-
-    cfg = make_config(tmp_path_factory.mktemp("prepare"))
-    return run_prepare(cfg)["output_dir"]
 
 
 @pytest.fixture(scope="session")

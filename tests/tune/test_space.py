@@ -31,6 +31,8 @@ def test_trial_config_sets_the_mixture_and_a_short_run_in_its_own_dir() -> None:
     assert trial.mixture.weights == {"en": 0.75, "zh": 0.25}
     assert trial.mixture.seed == 3  # the rest of the mixture is the user's
     assert trial.train.max_steps == 7 and trial.train.dev_benchmark
+    # Every report carries the dev figures: at the end only when tune.eval_steps is unset.
+    assert trial.train.eval_steps == trial.train.log_steps == 7
     assert trial.train.storage_path == "/runs/x/tune/trials/t1"
     assert cfg.mixture.weights == {} and cfg.train.max_steps is None  # the input is untouched
 
@@ -55,19 +57,28 @@ def test_table_shows_shares_and_per_language_accuracy() -> None:
         "dev_accuracy_en": 0.4,
         "dev_accuracy_zh": 0.6,
         "loss": 1.234,
+        "origin": "natural",
+        "realised_shares": {"en": 0.26, "zh": 0.74},
+        "step": 4,
+        "stopped_early": True,
     }
     table = format_table([row], ["en", "zh"], "dev_accuracy").splitlines()
-    assert table[0].startswith("| trial | en share | zh share | dev macro %")
-    assert table[2] == "| t1 | 0.25 | 0.75 | 50.0 | 40.0 | 60.0 | 1.234 |"
+    assert table[0].startswith("| trial | origin | en share | zh share | dev macro %")
+    assert table[0].endswith("| loss | steps | stopped early |")
+    assert table[2] == (
+        "| t1 | natural | 0.25 (0.26) | 0.75 (0.74) | 50.0 | 40.0 | 60.0 | 1.234 | 4 | yes |"
+    )
 
 
-def test_search_space_random_has_the_equal_mixture_first() -> None:
-    from medbase_ray.tune.sweep import search_space
+def test_search_space_random_has_the_named_mixtures_first() -> None:
+    from medbase_ray.tune.sweep import build_search
 
     cfg = load_config(preset="tiny", overrides=["tune.languages=[en, zh]"])
-    space, first = search_space(cfg)
+    named = {"equal": {"en": 0.5, "zh": 0.5}, "natural": {"en": 0.9, "zh": 0.1}}
+    space, searcher = build_search(cfg, named)
     assert set(space) == {"w_en", "w_zh"}
-    assert first == [{"w_en": 1.0, "w_zh": 1.0}]
+    # Shares x the number of languages: the equal mixture is all 1s, inside weight_range.
+    assert searcher._points_to_evaluate == [{"w_en": 1.0, "w_zh": 1.0}, {"w_en": 1.8, "w_zh": 0.2}]
     low, high = cfg.tune.weight_range
     samples = [space["w_en"].sample() for _ in range(200)]
     assert all(low <= s <= high for s in samples)

@@ -1,86 +1,181 @@
 """`medbase tune` on a real local Ray: Ray Tune trials, each a Ray Train run with
-DeepSpeed on the prepared bundled sample, scored on the benchmark's dev split."""
+DeepSpeed on the shared prepared sample (tests/conftest.py `prepared_dir`), streaming
+dev accuracy per language to Tune; ASHA, an injected failure, a driver killed mid-sweep
+and resumed, the regression's proposal trained as a final trial, and every output.
+
+One sweep serves every test (the CPU budget: 2 cores): 1-worker trials, two at a time,
+4 steps of 128-token rows, dev accuracy every 2 steps.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medbase_ray.config import load_config
-from medbase_ray.corpus.languages import LANGUAGES
+from medbase_ray.prepare.config import load_mixture_spec
 
 pytestmark = pytest.mark.integration
 
-EQUAL = dict.fromkeys(LANGUAGES, 1.0)
+LANGS = ["en", "zh", "es", "fr", "ar", "hi"]
+FAILING_TRIAL, FAIL_AT_STEP = 5, 2
 
 
-def sweep_config(root: Path, *overrides: str):
-    grid = json.dumps([{"en": 1.0}, EQUAL])
-    return load_config(
-        preset="tiny",
-        overrides=[
-            f"run.root={root}",
-            "run.name=sweep",
-            "prepare.seq_len=128",
-            "train.micro_batch_size=2",
-            "train.log_steps=2",
-            "tune.search=grid",
-            f"tune.grid={grid}",
-            "tune.num_samples=1",
-            "tune.trial_max_steps=6",
-            *overrides,
-        ],
-    )
+def sweep_overrides(root: Path) -> list[str]:
+    return [
+        f"run.root={root}",
+        "run.name=sweep",
+        "prepare.seq_len=128",
+        "train.num_workers=1",  # 1-CPU trials, two side by side on 2 cores
+        "train.micro_batch_size=2",
+        "train.lr=3e-3",
+        "tune.search=random",
+        "tune.baselines=[equal, natural]",
+        "tune.num_samples=6",
+        "tune.trial_max_steps=4",
+        "tune.eval_steps=2",
+        "tune.scheduler=asha",
+        "tune.grace_period_steps=2",
+        "tune.max_concurrent_trials=2",
+        f"tune.fault_injection={{trial: {FAILING_TRIAL}, at_step: {FAIL_AT_STEP}}}",
+        "tune.proposal_candidates=2000",
+    ]
+
+
+def finished_trials(tune_dir: Path) -> set[str]:
+    """Trials whose train run completed (their run directory's `_SUCCESS`)."""
+    return {p.parent.name for p in (tune_dir / "trials").glob("*/_SUCCESS")}
 
 
 @pytest.fixture(scope="module")
-def sweep(ray_local, tmp_path_factory) -> dict:
+def sweep(ray_local, prepared_dir, tmp_path_factory) -> dict:
+    """The sweep, driven first by `medbase tune` in a subprocess killed once a trial has
+    finished, then resumed in this process with `run_tune(resume=True)`."""
+    import ray
+
     from medbase_ray.tune.sweep import run_tune
 
     root = tmp_path_factory.mktemp("tune")
-    cfg = sweep_config(root)
-    return {"cfg": cfg, "out": run_tune(cfg), "dir": root / "sweep" / "tune"}
+    overrides = sweep_overrides(root)
+    tune_dir = root / "sweep" / "tune"
+    cmd = [sys.executable, "-m", "medbase_ray.cli", "tune", "--data", prepared_dir,
+           "--address", ray.get_runtime_context().gcs_address]  # fmt: skip
+    for o in overrides:
+        cmd += ["--set", o]
+    log = open(root / "driver.log", "w")  # noqa: SIM115 (closed below)
+    driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    while not finished_trials(tune_dir) and driver.poll() is None and time.time() < deadline:
+        time.sleep(1)
+    before_kill = finished_trials(tune_dir)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep; its trials with it
+    driver.wait()
+    log.close()
+    assert before_kill, (root / "driver.log").read_text()[-3000:]
+    # The reports each finished trial had given Tune, to show they are not run again.
+    reports = {t: _tune_reports(tune_dir, t) for t in before_kill}
+    cfg = load_config(preset="tiny", overrides=overrides)
+    out = run_tune(cfg, resume=True, data_dir=prepared_dir)
+    return {"cfg": cfg, "out": out, "dir": tune_dir, "before_kill": before_kill,
+            "reports": reports}  # fmt: skip
 
 
-def test_each_trial_trains_on_its_mixture_and_is_scored_per_language(sweep) -> None:
-    out = sweep["out"]
-    assert out["failed"] == [] and len(out["trials"]) == 2
-    by_shares = {tuple(sorted(t["shares"].items())): t for t in out["trials"]}
-    en_only = by_shares[
-        (("ar", 0.0), ("en", 1.0), ("es", 0.0), ("fr", 0.0), ("hi", 0.0), ("zh", 0.0))
-    ]
-    equal = next(t for t in out["trials"] if t is not en_only)
-    # The realised token shares of what each trial trained on follow its weights.
-    assert {k: v for k, v in en_only["realised_shares"].items() if v > 0} == {"en": 1.0}
-    assert set(equal["realised_shares"]) == set(LANGUAGES)
-    for share in equal["realised_shares"].values():
-        assert abs(share - 1 / 6) < 0.03, equal["realised_shares"]
-    for trial in out["trials"]:
-        assert trial["steps"] == 6
-        per_lang = [trial[f"dev_accuracy_{lang}"] for lang in LANGUAGES]
-        assert all(0.0 <= a <= 1.0 for a in per_lang)
-        assert abs(trial["dev_accuracy"] - sum(per_lang) / len(per_lang)) < 1e-9
-        assert Path(trial["checkpoint"], "config.json").exists()  # a loadable HF model dir
-    assert [t["dev_accuracy"] for t in out["trials"]] == sorted(
-        (t["dev_accuracy"] for t in out["trials"]), reverse=True
-    )
-    assert out["best"] == out["trials"][0]
+def _tune_reports(tune_dir: Path, trial_id: str) -> int:
+    files = list((tune_dir / "ray" / "sweep").glob(f"*{trial_id}*/result.json"))
+    return sum(len(f.read_text().splitlines()) for f in files)
 
 
-def test_outputs_and_best_config(sweep) -> None:
-    d = sweep["dir"]
-    for name in ("results.json", "results.md", "best_config.yaml", "_SUCCESS"):
+def test_trials_stream_reports_asha_stops_early_and_a_failure_is_recorded(sweep) -> None:
+    out, t = sweep["out"], sweep["cfg"].tune
+    # The injected failure: recorded as failed at its step, the sweep went on.
+    assert [f["trial"].endswith(f"_{FAILING_TRIAL:05d}") for f in out["failed"]] == [True]
+    assert "fault_injection" in out["failed"][0]["error"]
+    sweep_trials = [r for r in out["trials"] if r["origin"] != "proposal"]
+    assert len(sweep_trials) == t.num_samples - 1
+    assert {r["origin"] for r in sweep_trials} >= {"equal", "natural", "random"}
+    # ASHA (training steps as time) stopped at least one trial at its first rung; the
+    # others ran every step. Stopped trials reported dev figures at step 2 only.
+    early = [r for r in sweep_trials if r["stopped_early"]]
+    assert early and all(r["step"] == t.grace_period_steps for r in early)
+    full = [r for r in sweep_trials if not r["stopped_early"]]
+    assert full and all(r["step"] == t.trial_max_steps for r in full)
+    for r in sweep_trials:
+        per_lang = [r[f"dev_accuracy_{lang}"] for lang in LANGS]
+        assert abs(r["dev_accuracy"] - sum(per_lang) / len(per_lang)) < 1e-9
+    # Realised shares (full trials) follow the target shares.
+    for r in full:
+        for lang in LANGS:
+            assert abs(r["realised_shares"][lang] - r["shares"][lang]) < 0.05, r
+    assert out["trial_steps"] == sum(r["step"] for r in out["trials"]) + FAIL_AT_STEP
+
+
+def test_resume_keeps_the_trials_finished_before_the_driver_died(sweep) -> None:
+    for trial_id, reports in sweep["reports"].items():
+        assert reports >= 2  # train reports at steps 2 and 4, then the trial's own
+        assert _tune_reports(sweep["dir"], trial_id) == reports  # none run again
+        assert any(r["trial"] == trial_id for r in sweep["out"]["trials"])
+
+
+def test_outputs_report_plots_and_the_ranking(sweep) -> None:
+    d, out = sweep["dir"], sweep["out"]
+    names = ["results.json", "results.md", "best_mixture.yaml", "best_config.yaml",
+             "proposal.json", "pareto.json", "report.md", "_SUCCESS",
+             "accuracy_vs_weight.png", "macro_by_trial.png", "pareto.png"]  # fmt: skip
+    for name in names:
         assert (d / name).exists(), name
-    assert len((d / "results.md").read_text().splitlines()) == 2 + 2
-    # The sweep's config with the best mixture: `medbase train -c best_config.yaml`.
-    cfg = load_config(d / "best_config.yaml")
-    assert cfg.mixture.by == "language"
-    assert cfg.mixture.weights == pytest.approx(sweep["out"]["best"]["shares"])
-    assert cfg.model_dump(exclude={"mixture"}) == sweep["cfg"].model_dump(exclude={"mixture"})
+    for png in d.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    report = (d / "report.md").read_text()
+    assert "![" in report and "Pareto" in report and out["best"]["trial"] in report
+    assert len((d / "results.md").read_text().splitlines()) == 2 + len(out["trials"])
+    ranked = [r["dev_accuracy"] for r in out["trials"]]
+    assert ranked == sorted(ranked, reverse=True)
+    assert out["best"] == out["trials"][0]  # no floors: the top of the ranking
+    # The Pareto front: no trial beats one of its members on every language.
+    front = [r for r in out["trials"] if r["trial"] in out["pareto"]]
+    assert front and json.loads((d / "pareto.json").read_text()) == json.loads(json.dumps(front))
+    for member in front:
+        for other in out["trials"]:
+            assert not all(other[f"dev_accuracy_{g}"] > member[f"dev_accuracy_{g}"] for g in LANGS)
+
+
+def test_the_proposal_is_trained_and_measured(sweep) -> None:
+    out = sweep["out"]
+    proposal, regression = out["proposal"], out["regression"]
+    assert regression["n_trials"] >= 3 and set(regression["fits"]) >= {"dev_accuracy"}
+    assert isinstance(regression["trusted"], bool)
+    assert regression["trusted"] or regression["why_not"]  # says why it is not trusted
+    assert sum(proposal["shares"].values()) == pytest.approx(1.0)
+    measured = next(r for r in out["trials"] if r["origin"] == "proposal")
+    assert measured["shares"] == pytest.approx(proposal["shares"])
+    assert measured["step"] == sweep["cfg"].tune.trial_max_steps
+    pm = proposal["measured"]["dev_accuracy"]
+    assert pm["measured"] == measured["dev_accuracy"] and 0 <= pm["predicted"] <= 1
+    assert json.loads((sweep["dir"] / "proposal.json").read_text()) == json.loads(
+        json.dumps(proposal)
+    )
+
+
+def test_best_mixture_file_loads_and_trains(sweep, prepared_dir, tmp_path) -> None:
+    from medbase_ray.train.run import run_train
+
+    d, best = sweep["dir"], sweep["out"]["best"]
+    spec = load_mixture_spec(d / "best_mixture.yaml")
+    assert spec.by == "language" and spec.weights == pytest.approx(best["shares"])
+    cfg = load_config(d / "best_config.yaml", [f"run.root={tmp_path}", "train.max_steps=2"])
+    assert cfg.mixture == spec and cfg.tune.fault_injection is None
+    out = run_train(cfg, data_dir=prepared_dir)
+    assert out["steps"] == 2 and Path(out["checkpoint"], "config.json").exists()
+    realised = out["mixture"]["language_shares"]
+    assert all(abs(realised.get(g, 0) - s) < 0.05 for g, s in best["shares"].items())
 
 
 def test_a_finished_sweep_is_returned_as_it_is(sweep) -> None:
@@ -88,14 +183,17 @@ def test_a_finished_sweep_is_returned_as_it_is(sweep) -> None:
 
     again = run_tune(sweep["cfg"])
     assert again["trials"] == json.loads(json.dumps(sweep["out"]["trials"]))
+    assert yaml.safe_load((sweep["dir"] / "config.yaml").read_text())["tune"]["num_samples"] == 6
 
 
 def test_cli_refuses_a_grid_without_mixtures(tmp_path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "medbase_ray.cli", "tune", "--set", f"run.root={tmp_path}",
-         "--set", "tune.search=grid"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 2, out.stderr
-    assert "tune" in out.stderr and "grid" in out.stderr
-    assert not (tmp_path / "demo").exists()
+    from typer.testing import CliRunner
+
+    from medbase_ray.cli import app
+
+    out = CliRunner().invoke(
+        app, ["tune", "--set", f"run.root={tmp_path}", "--set", "tune.search=grid"]
+    )
+    assert out.exit_code == 2, out.output
+    assert "tune" in out.output and "grid" in out.output
+    assert list(tmp_path.iterdir()) == []  # nothing written under the run root

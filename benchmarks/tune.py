@@ -1,0 +1,136 @@
+"""The mixture optimizer: parallel trials, early stopping, the regression's proposal.
+
+    python benchmarks/tune.py            # 6 trials of 8 steps (dev accuracy every 2)
+    python benchmarks/tune.py --quick    # 2 trials of 2 steps: the parallel figure only
+
+One local Ray of 2 CPUs, the embedded tiny model, the bundled sample prepared in
+128-token rows, 1-worker (1-CPU) trials:
+- wall time of N trials run by the sweep (two at a time) against the same N trainings
+  one after another (`run_train` in this process). Goal: >= 1.6x.
+- ASHA against FIFO on the same random trials (same seed): the trial-steps ASHA spent,
+  as a share of FIFO's, and whether it still found FIFO's best objective. Goal: <= 60%.
+- the regression's proposal (trained as the final trial) against the best random trial
+  of the FIFO sweep, per language and macro (the proposal costs one more training).
+
+Prints a Markdown table, then (last line) one JSON list of
+{"name", "value", "goal", "higher_is_better"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from medbase_ray.config import load_config
+from medbase_ray.prepare.pipeline import run_prepare
+from medbase_ray.ray_runtime import init_ray
+from medbase_ray.train.run import run_train
+from medbase_ray.tune.space import shares, trial_config
+from medbase_ray.tune.sweep import run_tune
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+LANGS = ["en", "zh", "es", "fr", "ar", "hi"]
+
+
+def sweep_overrides(root: Path, name: str, steps: int, n: int, *more: str) -> list[str]:
+    return [
+        f"run.root={root}",
+        f"run.name={name}",
+        "prepare.seq_len=128",
+        "train.num_workers=1",
+        "train.micro_batch_size=2",
+        "train.lr=3e-3",
+        f"tune.trial_max_steps={steps}",
+        f"tune.num_samples={n}",
+        "tune.max_concurrent_trials=2",
+        "tune.proposal_candidates=5000",
+        *more,
+    ]
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 trials of 2 steps")
+    args = parser.parse_args()
+    n, steps = (2, 2) if args.quick else (6, 8)
+    init_ray(num_cpus=2)
+    root = Path(tempfile.mkdtemp(prefix="medbase-bench-tune-"))
+    prep_cfg = load_config(preset="tiny", overrides=[f"run.root={root}", "run.name=p",
+                                                     "prepare.seq_len=128"])  # fmt: skip
+    prepared = run_prepare(prep_cfg)["output_dir"]
+    figures, rows = [], []
+
+    # 1. The sweep against the same trainings one after another.
+    grid = json.dumps([{lang: 1.0 + (i + j) % 3 for j, lang in enumerate(LANGS)} for i in range(n)])
+    par_cfg = load_config(preset="tiny", overrides=sweep_overrides(
+        root, "parallel", steps, 1, "tune.search=grid", f"tune.grid={grid}",
+        "tune.baselines=[]", "tune.propose=false"))  # fmt: skip
+    _, sweep_s = timed(lambda: run_tune(par_cfg, data_dir=prepared))
+
+    def one_after_another() -> None:
+        for i, point in enumerate(json.loads(grid)):
+            run_train(trial_config(par_cfg, shares(point), str(root / "serial" / str(i))),
+                      data_dir=prepared)  # fmt: skip
+
+    _, serial_s = timed(one_after_another)
+    speedup = serial_s / sweep_s
+    rows.append((f"{n} trials: sweep vs one after another", f"{sweep_s:.0f} s vs {serial_s:.0f} s",
+                 f"{speedup:.2f}x", ">= 1.6x"))  # fmt: skip
+    figures.append({"name": "tune_parallel_speedup", "value": round(speedup, 3), "goal": 1.6,
+                    "higher_is_better": True})  # fmt: skip
+
+    if not args.quick:
+        # 2. ASHA against FIFO on the same random trials; 3. the proposal (FIFO sweep).
+        common = ("tune.search=random", "tune.baselines=[equal]", "tune.eval_steps=2")
+        fifo = run_tune(load_config(preset="tiny", overrides=sweep_overrides(
+            root, "fifo", steps, n, *common)), data_dir=prepared)  # fmt: skip
+        asha = run_tune(load_config(preset="tiny", overrides=sweep_overrides(
+            root, "asha", steps, n, *common, "tune.scheduler=asha", "tune.propose=false",
+            "tune.grace_period_steps=2")), data_dir=prepared)  # fmt: skip
+        sweep_only = [r for r in fifo["trials"] if r["origin"] != "proposal"]
+        fifo_best = max(r["dev_accuracy"] for r in sweep_only)
+        fifo_steps = sum(r["step"] for r in sweep_only)
+        asha_best = max(r["dev_accuracy"] for r in asha["trials"])
+        share = asha["trial_steps"] / fifo_steps
+        rows.append(("ASHA trial-steps / FIFO's", f"{asha['trial_steps']} / {fifo_steps}",
+                     f"{share:.0%} (best {asha_best:.3f} vs FIFO {fifo_best:.3f})", "<= 60%"))  # fmt: skip
+        figures.append({"name": "tune_asha_trial_steps_share", "value": round(share, 3),
+                        "goal": 0.6, "higher_is_better": False})  # fmt: skip
+        figures.append({"name": "tune_asha_reached_fifo_best", "value": int(asha_best >= fifo_best),
+                        "goal": 1, "higher_is_better": True})  # fmt: skip
+        proposal = next((r for r in fifo["trials"] if r["origin"] == "proposal"), None)
+        best_random = max(sweep_only, key=lambda r: r["dev_accuracy"])
+        if proposal is not None:
+            for key in ["dev_accuracy"] + [f"dev_accuracy_{lang}" for lang in LANGS]:
+                rows.append((f"proposal vs best random: {key}",
+                             f"{proposal[key]:.3f} vs {best_random[key]:.3f}",
+                             f"{proposal[key] - best_random[key]:+.3f}", ">= 0"))  # fmt: skip
+            figures.append({"name": "tune_proposal_minus_best_random_macro",
+                            "value": round(proposal["dev_accuracy"] - best_random["dev_accuracy"], 4),
+                            "goal": 0.0, "higher_is_better": True})  # fmt: skip
+            reg = fifo["regression"]
+            rows.append(("regression: LOO Spearman (macro), trusted",
+                         f"{reg['fits']['dev_accuracy']['loo_spearman']:.2f}", str(reg["trusted"]),
+                         reg.get("why_not") or ""))  # fmt: skip
+
+    print("| figure | measured | result | goal |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
