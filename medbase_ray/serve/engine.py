@@ -37,6 +37,7 @@ class SequenceJob:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: int | None = None  # top-k alternatives per generated token; None: no logprobs
+    min_tokens: int = 0  # end-of-text is not chosen before this many tokens (vLLM's extension)
     prompt_logprobs: int | None = None  # score the prompt too (echo), with top-k alternatives
 
     @property
@@ -259,6 +260,12 @@ class Engine:
 
         want_logprobs = any(seq.job.logprobs is not None for seq in sequences)
         logprobs = torch.log_softmax(logits.float(), dim=-1) if want_logprobs else None
+        held = [row for row, seq in enumerate(sequences) if seq.n_generated < seq.job.min_tokens]
+        if held and self.eos_ids:
+            # Rows under their min_tokens cannot end; the logprobs above stay the model's.
+            logits = logits.clone()
+            rows = torch.tensor(held, device=logits.device)[:, None]
+            logits[rows, torch.tensor(sorted(self.eos_ids), device=logits.device)] = float("-inf")
         greedy_ids = logits.argmax(dim=-1).tolist()  # one op for every greedy row
         next_ids = []
         for row, (seq, j) in enumerate(zip(sequences, active, strict=True)):

@@ -146,7 +146,13 @@ class OpenAIRequestHandler:
                 400, f"{param} must be at most {self.cfg.max_logprobs}, got {k}.", param=param
             )
 
-    def check_length(self, n_prompt: int, max_tokens: int, param: str) -> None:
+    def check_length(self, n_prompt: int, max_tokens: int, param: str, min_tokens: int = 0) -> None:
+        if min_tokens > max_tokens:
+            raise APIError(
+                400,
+                f"min_tokens ({min_tokens}) must not exceed max_tokens ({max_tokens}).",
+                param="min_tokens",
+            )
         context = self.served.context_tokens
         if n_prompt == 0:
             raise APIError(400, "The prompt must not be empty.", param=param)
@@ -193,6 +199,7 @@ class OpenAIRequestHandler:
             "temperature": temperature,
             "top_p": 1.0 if req.top_p is None else req.top_p,
             "stop": req.stop_strings(),
+            "min_tokens": req.min_tokens,
         }
 
     # --- completions ------------------------------------------------------------------
@@ -205,7 +212,7 @@ class OpenAIRequestHandler:
         prompts = self.encode_prompts(req.prompt)
         self.check_choices(len(prompts), n, req.best_of)
         for _, ids, _ in prompts:
-            self.check_length(len(ids), max_tokens, "prompt")
+            self.check_length(len(ids), max_tokens, "prompt", req.min_tokens)
         score_prompt = req.echo and req.logprobs is not None
         states, jobs = [], []
         for text, ids, as_text in prompts:
@@ -308,7 +315,7 @@ class OpenAIRequestHandler:
         room = self.served.context_tokens - len(ids)
         if max_tokens is None:
             max_tokens = max(1, min(self.cfg.chat_max_tokens_default, room))
-        self.check_length(len(ids), max_tokens, "messages")
+        self.check_length(len(ids), max_tokens, "messages", req.min_tokens)
         jobs = [
             SequenceJob(
                 tuple(ids),

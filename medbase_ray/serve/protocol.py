@@ -78,6 +78,8 @@ class SamplingFields(OpenAIModel):
 class CompletionRequest(SamplingFields):
     prompt: Text | list[Text] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=None, ge=0)  # None: 16, as OpenAI's
+    # vLLM's extension: end-of-text is not generated before this many tokens.
+    min_tokens: int = Field(default=0, ge=0)
     logprobs: int | None = Field(default=None, ge=0)
     echo: bool = False
     best_of: int | None = Field(default=None, ge=1)
@@ -120,6 +122,7 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    min_tokens: int = Field(default=0, ge=0)  # vLLM's extension, as for completions
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0)
 

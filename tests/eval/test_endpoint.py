@@ -87,7 +87,7 @@ def test_generate_through_serve_equals_in_process(
 ) -> None:
     cfg = config(
         bench_dir, tiny_endpoint.model_path,
-        "eval.mode=generate", "eval.k_shot=0", "eval.max_new_tokens=8",
+        "eval.mode=generate", "eval.k_shot=0", "eval.max_new_tokens=8", "eval.min_new_tokens=4",
     )  # fmt: skip
     run_eval(cfg, base_url=tiny_endpoint.base_url, out_dir=str(tmp_path / "http"))
     run_eval(cfg, out_dir=str(tmp_path / "local"))
@@ -97,6 +97,23 @@ def test_generate_through_serve_equals_in_process(
     http = {r["id"]: r["response"] for r in read("http")}
     local = {r["id"]: r["response"] for r in read("local")}
     assert http == local
+    # Not two empty texts: each is the text of at least min_new_tokens generated tokens,
+    # counted by the server (usage), for the prompt the runner sent.
+    items, dev, _, _ = load_benchmark(cfg.eval)
+    for item in items:
+        assert http[item["id"]].strip(), item["id"]
+        p = build_prompt(
+            item, dev, mode="generate", k_shot=0, max_prompt_tokens=1536, seed=0,
+            render=render_apollo, count_tokens=len,
+        )  # fmt: skip
+        body = {
+            "model": tiny_endpoint.model, "prompt": p.context, "max_tokens": 8,
+            "min_tokens": 4, "temperature": 0,
+        }  # fmt: skip
+        reply = httpx.post(f"{tiny_endpoint.base_url}/completions", json=body, timeout=120)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["text"] == http[item["id"]]
+        assert reply.json()["usage"]["completion_tokens"] >= 4
 
 
 class FailFirstRequests(httpx.AsyncBaseTransport):

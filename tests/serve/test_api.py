@@ -55,6 +55,7 @@ BAD_REQUESTS = [
     ("prompt + max_tokens over context", GOOD | {"max_tokens": 64}, 400, "max_tokens"),
     ("lone surrogate", b'{"model": "tiny", "prompt": "\\ud800 fever"}', 400, "prompt"),
     ("seed over 64 bits", GOOD | {"seed": 2**70}, 400, "seed"),
+    ("min_tokens over max_tokens", GOOD | {"min_tokens": 3}, 400, "min_tokens"),
 ]
 
 
@@ -173,3 +174,38 @@ def test_a_failing_decode_is_a_clean_error_and_the_app_goes_on(served):
     events = [e.removeprefix("data: ") for e in resp.text.split("\n\n") if e]
     assert json.loads(events[-2])["error"]["type"] == "server_error" and events[-1] == "[DONE]"
     assert call(app, "POST", "/v1/completions", json=GOOD).status_code == 200
+
+
+def test_min_tokens_holds_back_the_end_of_text(served) -> None:
+    """vLLM's `min_tokens` (the eval stage's min_new_tokens through HTTP). The token the
+    model picks first is made its end-of-text, so a free reply stops at once."""
+    import dataclasses
+
+    engine, model = served
+    free = call(create_api(InProcessBackend(engine), model, ServeConfig()), "POST",
+                "/v1/completions", json=GOOD | {"max_tokens": 1})  # fmt: skip
+    first = model.tokenizer(free.json()["choices"][0]["text"])["input_ids"][0]
+    ending = dataclasses.replace(engine, eos_ids=frozenset({first}))
+    app = create_api(InProcessBackend(ending), model, ServeConfig())
+    body = GOOD | {"max_tokens": 5}
+    stopped = call(app, "POST", "/v1/completions", json=body).json()
+    assert stopped["usage"]["completion_tokens"] == 1
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    held = call(app, "POST", "/v1/completions", json=body | {"min_tokens": 4}).json()
+    assert held["usage"]["completion_tokens"] >= 4 and held["choices"][0]["text"]
+
+
+def test_tokenizer_routes_are_the_served_tokenizers(served) -> None:
+    """/tokenizer_info, /tokenize and /detokenize, as lm-eval's remote tokenizer reads them."""
+    engine, model = served
+    app = create_api(InProcessBackend(engine), model, ServeConfig())
+    info = call(app, "GET", "/tokenizer_info").json()
+    assert info["eos_token"] == model.tokenizer.eos_token and info["chat_format"] == "apollo"
+    assert info["model_max_length"] == 64
+    text = "User:Which organ secretes insulin?"
+    got = call(app, "POST", "/tokenize", json={"prompt": text, "add_special_tokens": False})
+    assert got.json()["tokens"] == model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    back = call(app, "POST", "/detokenize", json={"tokens": got.json()["tokens"]})
+    assert back.json()["prompt"] == text
+    bad = call(app, "POST", "/detokenize", json={"tokens": [10**7]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens"
