@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pyarrow as pa
+
 from medbase_ray.config import PipelineConfig
 
 WEIGHT_PREFIX = "w_"
@@ -58,6 +60,17 @@ def trial_tokens(cfg: PipelineConfig) -> int:
     t = cfg.train
     rows = t.micro_batch_size * t.grad_accum_steps * t.num_workers
     return cfg.tune.trial_max_steps * rows * cfg.prepare.seq_len
+
+
+def token_shares(rows: pa.Table) -> dict[str, float]:
+    """Each language's share of the real tokens of packed rows (what a trial trained on)."""
+    totals: dict[str, float] = {}
+    for lang, n in zip(
+        rows["language"].to_pylist(), rows["n_real_tokens"].to_pylist(), strict=True
+    ):
+        totals[lang] = totals.get(lang, 0.0) + n
+    total = sum(totals.values())
+    return {lang: n / total for lang, n in sorted(totals.items())} if total else {}
 
 
 def rank_trials(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:

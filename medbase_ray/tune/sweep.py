@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pyarrow as pa
+import ray
 import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -26,10 +28,12 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from medbase_ray import storage
 from medbase_ray.config import PipelineConfig, dump_config
+from medbase_ray.models.loading import load_tokenizer
 from medbase_ray.prepare.manifest import read_manifest
 from medbase_ray.prepare.pipeline import run_prepare
 from medbase_ray.ray_runtime import init_ray
 from medbase_ray.stage import StageOutput
+from medbase_ray.train.data import load_prepared
 from medbase_ray.train.run import run_train
 from medbase_ray.tune.analysis import (
     accuracy_key,
@@ -39,7 +43,14 @@ from medbase_ray.tune.analysis import (
 )
 from medbase_ray.tune.baselines import language_tokens, named_mixtures
 from medbase_ray.tune.outputs import write_outputs
-from medbase_ray.tune.space import params_of, shares, trial_config, trial_tokens, trial_weights
+from medbase_ray.tune.space import (
+    params_of,
+    shares,
+    token_shares,
+    trial_config,
+    trial_tokens,
+    trial_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +83,22 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     failing = fault is not None and trial_ordinal(trial_id) == fault.trial
     if failing:
         tcfg.train.max_steps = fault.at_step
+    # The rows this trial trains on, read before its workers start: trials side by side
+    # hold every CPU with their workers, and streaming ingest would wait for a CPU that
+    # never frees. A trial reads a few steps' rows, so they fit in the object store.
+    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    dataset, _ = load_prepared(tcfg, prepared_dir, tokenizer)
+    t = tcfg.train
+    rows = t.max_steps * t.micro_batch_size * t.grad_accum_steps * t.num_workers
+    trained = dataset.limit(rows).materialize()
+    realised = token_shares(pa.concat_tables(ray.get(trained.to_arrow_refs())))
     # resume: a trial restarted by `--resume` continues its train run instead of refusing.
-    out = run_train(tcfg, data_dir=prepared_dir, resume=True, callbacks=[TuneReportCallback()])
+    out = run_train(tcfg, dataset=trained, resume=True, callbacks=[TuneReportCallback()])
     if failing:
         raise InjectedTrialFailure(
             f"tune.fault_injection: trial {trial_id} at step {fault.at_step}"
         )
     final = {k: v for k, v in out["final"].items() if isinstance(v, int | float)}
-    realised = (out.get("mixture") or {}).get("language_shares", {})
     tune.report(
         final
         | {f"realised_{lang}": share for lang, share in realised.items()}

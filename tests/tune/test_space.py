@@ -103,3 +103,41 @@ def test_bad_tune_config_is_refused_naming_the_field(override: str, field: str) 
 
 def test_defaults_validate() -> None:
     assert PipelineConfig().tune.metric == "dev_accuracy"
+
+
+def test_optuna_search_is_multi_objective_over_the_languages() -> None:
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from medbase_ray.tune.sweep import build_scheduler, build_search
+
+    cfg = load_config(
+        preset="tiny",
+        overrides=["tune.languages=[en, zh]", "tune.search=optuna",
+                   "tune.objectives=per_language", "tune.scheduler=asha"],
+    )  # fmt: skip
+    space, searcher = build_search(cfg, {"equal": {"en": 0.5, "zh": 0.5}})
+    assert isinstance(searcher, OptunaSearch)
+    assert searcher.metric == ["dev_accuracy_en", "dev_accuracy_zh"]
+    assert searcher.mode == ["max", "max"]
+    assert searcher._points_to_evaluate == [{"w_en": 1.0, "w_zh": 1.0}]
+    assert space["w_en"].lower == 0.0 and space["w_en"].upper == 1.0  # the simplex, normalised
+    # As Tune does: the space, then two finished trials; a study with two objectives
+    # keeps both on its front.
+    assert searcher.set_search_properties(None, None, space)
+    for i, (en, zh) in enumerate([(0.6, 0.2), (0.3, 0.5)]):
+        searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"dev_accuracy_en": en, "dev_accuracy_zh": zh})
+    assert len(searcher._ot_study.best_trials) == 2
+    scheduler = build_scheduler(cfg)
+    assert isinstance(scheduler, ASHAScheduler) and scheduler._time_attr == "step"
+
+
+def test_token_shares_count_real_tokens_per_language() -> None:
+    import pyarrow as pa
+
+    from medbase_ray.tune.space import token_shares
+
+    rows = pa.table({"language": ["en", "zh", "en"], "n_real_tokens": [30, 20, 50]})
+    assert token_shares(rows) == {"en": 0.8, "zh": 0.2}
+    assert token_shares(rows.slice(0, 0)) == {}

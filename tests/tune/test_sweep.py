@@ -137,7 +137,8 @@ def test_outputs_report_plots_and_the_ranking(sweep) -> None:
     assert "![" in report and "Pareto" in report and out["best"]["trial"] in report
     assert len((d / "results.md").read_text().splitlines()) == 2 + len(out["trials"])
     ranked = [r["dev_accuracy"] for r in out["trials"]]
-    assert ranked == sorted(ranked, reverse=True)
+    # Values that differ, so a flipped mode or a wrong key would fail.
+    assert ranked == sorted(ranked, reverse=True) and ranked[0] > ranked[-1]
     assert out["best"] == out["trials"][0]  # no floors: the top of the ranking
     # The Pareto front: no trial beats one of its members on every language.
     front = [r for r in out["trials"] if r["trial"] in out["pareto"]]
@@ -145,6 +146,21 @@ def test_outputs_report_plots_and_the_ranking(sweep) -> None:
     for member in front:
         for other in out["trials"]:
             assert not all(other[f"dev_accuracy_{g}"] > member[f"dev_accuracy_{g}"] for g in LANGS)
+
+
+def test_a_trial_rescored_by_the_eval_stage_gives_its_figures(sweep, tmp_path) -> None:
+    """The figures a trial streamed to Tune are the eval stage's on the dev split."""
+    from medbase_ray.eval.runner import run_eval
+
+    trial = next(r for r in sweep["out"]["trials"] if not r["stopped_early"])
+    cfg = sweep["cfg"].model_copy(deep=True)
+    ev = cfg.eval
+    ev.split, ev.dev_split, ev.k_shot, ev.bootstrap_samples, ev.base_url = "dev", "test", 0, 0, None
+    report = run_eval(cfg, model_path=trial["checkpoint"], out_dir=str(tmp_path))
+    assert report["accuracy"]["macro_average"]["accuracy"] == pytest.approx(trial["dev_accuracy"])
+    for lang in LANGS:
+        measured = report["accuracy"]["languages"][lang]["accuracy"]
+        assert measured == pytest.approx(trial[f"dev_accuracy_{lang}"]), lang
 
 
 def test_the_proposal_is_trained_and_measured(sweep) -> None:
