@@ -19,8 +19,16 @@ latter's 4x/1x ratio, since what must not grow with the corpus is what one proce
 holds (the number of workers follows the CPUs, and whether two of them peak at the
 same instant is chance).
 
+The single-big-file case (issue 18) prepares one ApolloCorpus file (the bundled English
+conversations repeated to --big-file-mb) against the same rows split into ten files, and
+a file a tenth the size: tokens/s of one file over ten files (goal >= 0.9x), and the
+largest process's peak memory of the big file over the tenth (goal <= 1.5x). Reading
+streams (ijson) in blocks of prepare.task_input_mb, set here to a sixteenth of the file
+so that blocks are smaller than the file at any --big-file-mb.
+
     .venv/bin/python benchmarks/prepare.py           # 20M characters (and 80M), minutes
     .venv/bin/python benchmarks/prepare.py --quick   # 3M characters (and 13M), under a minute
+    .venv/bin/python benchmarks/prepare.py --big-file-only --big-file-mb 100
 
 Prints a Markdown table, then (last line) the JSON list of figures.
 """
@@ -58,6 +66,8 @@ from medbase_ray.ray_runtime import init_ray
 # 1x/4x memory comparison measures growth with the corpus, not with the group size.
 REPEAT = 40
 GOAL_SPEEDUP, GOAL_PADDING, GOAL_MEMORY_RATIO = 1.8, 0.01, 1.1
+GOAL_BIG_FILE_SPEED, GOAL_BIG_FILE_MEMORY = 0.9, 1.5
+BIG_FILE_SOURCES = ("medicalGuideline_en_qa.json", "patient_en_dialogue.json")
 
 
 def build_corpus(
@@ -193,7 +203,90 @@ def run_reference(corpus: Path, seq_len: int, out: Path) -> dict:
     }
 
 
-def run_ours(corpus: Path, root: Path, name: str, seq_len: int, packing: str) -> dict:
+def build_big_file(root: Path, mb: float, parts: int = 1) -> int:
+    """The bundled English conversations repeated to about `mb` MB of ApolloCorpus JSON,
+    as one `medicalBook_en_qa.json` or the same rows split into `parts` such files (one
+    folder each); returns the number of conversations."""
+    convs = [
+        json.dumps(c, ensure_ascii=False)
+        for name in BIG_FILE_SOURCES
+        for c in json.loads((sample_dir() / "apollo" / name).read_text(encoding="utf-8"))
+    ]
+    size = sum(len(c.encode("utf-8")) + 1 for c in convs)
+    rows = convs * max(1, round(mb * 1e6 / size))
+    per_part = -(-len(rows) // parts)
+    for i in range(parts):
+        folder = root / f"part-{i:02d}" if parts > 1 else root
+        folder.mkdir(parents=True, exist_ok=True)
+        chunk = rows[i * per_part : (i + 1) * per_part]
+        with (folder / "medicalBook_en_qa.json").open("w", encoding="utf-8") as f:
+            f.write("[")
+            for j in range(0, len(chunk), 10_000):  # written in pieces: no whole-file string
+                f.write(("," if j else "") + ",".join(chunk[j : j + 10_000]))
+            f.write("]")
+    return len(rows)
+
+
+def run_big_file_case(tmp: Path, mb: float, seq_len: int) -> dict:
+    """One big file vs ten files of the same rows vs a file a tenth the size."""
+    block_mb = max(1, round(mb / 16))
+    results = {}
+    for name, size, parts in (("tenth", mb / 10, 1), ("ten_files", mb, 10), ("one_file", mb, 1)):
+        corpus = tmp / f"big-{name}"
+        n = build_big_file(corpus, size, parts)
+        results[name] = run_ours(corpus, tmp / "runs", f"big-{name}", seq_len, "best_fit", block_mb)
+        results[name]["conversations"] = n
+        shutil.rmtree(corpus, ignore_errors=True)
+    return results | {"block_mb": block_mb}
+
+
+def print_big_file_case(big: dict, mb: float) -> tuple[float, float]:
+    one, ten, tenth = big["one_file"], big["ten_files"], big["tenth"]
+    speed = (one["real_tokens"] / one["elapsed_s"]) / (ten["real_tokens"] / ten["elapsed_s"])
+    memory = one["largest_mib"] / tenth["largest_mib"]
+    print()
+    print(
+        f"Single big file: {mb:g} MB ApolloCorpus medicalBook_en_qa.json "
+        f"({one['conversations']:,} conversations, {one['real_tokens'] / 1e6:.1f}M tokens), "
+        f"blocks of {big['block_mb']} MiB"
+    )
+    print()
+    print("| | one file | ten files, same rows | one file of a tenth |")
+    print("| --- | ---: | ---: | ---: |")
+    row = [
+        f"{r['real_tokens'] / r['elapsed_s']:,.0f} ({r['elapsed_s']:.1f} s)"
+        for r in (one, ten, tenth)
+    ]
+    print(f"| tokens/s (wall) | {' | '.join(row)} |")
+    peaks = " | ".join(f"{r['largest_mib']:.0f} MiB" for r in (one, ten, tenth))
+    print(f"| largest process, peak | {peaks} |")
+    print(f"| one file / ten files, tokens/s | {speed:.2f}x (goal >= {GOAL_BIG_FILE_SPEED}x) | | |")
+    print(
+        f"| one file / a tenth, peak memory | {memory:.2f}x (goal <= {GOAL_BIG_FILE_MEMORY}x) | | |"
+    )
+    return speed, memory
+
+
+def big_file_figures(speed: float, memory: float) -> list[dict]:
+    return [
+        {
+            "name": "prepare_single_big_file_tokens_per_s_vs_ten_files",
+            "value": round(speed, 3),
+            "goal": GOAL_BIG_FILE_SPEED,
+            "higher_is_better": True,
+        },
+        {
+            "name": "prepare_single_big_file_peak_memory_vs_tenth",
+            "value": round(memory, 3),
+            "goal": GOAL_BIG_FILE_MEMORY,
+            "higher_is_better": False,
+        },
+    ]
+
+
+def run_ours(
+    corpus: Path, root: Path, name: str, seq_len: int, packing: str, task_input_mb: int = 8
+) -> dict:
     cfg = load_config(
         preset="tiny",
         overrides=[
@@ -202,6 +295,8 @@ def run_ours(corpus: Path, root: Path, name: str, seq_len: int, packing: str) ->
             f"prepare.inputs={json.dumps([str(corpus)])}",
             f"prepare.seq_len={seq_len}",
             f"prepare.packing={packing}",
+            f"prepare.task_input_mb={task_input_mb}",
+            "clean.enabled=false",  # prepare alone is measured
         ],
     )
     with Meter(with_ray=True) as mem:
@@ -225,7 +320,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3M characters, under a minute")
     parser.add_argument("--seq-len", type=int, default=2048, help="headline seq_len")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument(
+        "--big-file-mb", type=float, default=None, help="single-big-file case size (400; quick: 4)"
+    )
+    parser.add_argument("--big-file-only", action="store_true", help="only the big-file case")
     args = parser.parse_args()
+    big_mb = args.big_file_mb or (4 if args.quick else 400)
     target = 2_000_000 if args.quick else 20_000_000
     repeat = REPEAT // 4 if args.quick else REPEAT
 
@@ -236,13 +336,21 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="medbase-bench-prepare-"))
     try:
         corpus = tmp / "corpus"
-        chars, n_files = build_corpus(corpus, target, repeat=repeat)
+        chars, n_files = (
+            (0, 0) if args.big_file_only else build_corpus(corpus, target, repeat=repeat)
+        )
         init_ray(num_cpus=args.cpus)
         warm = tmp / "warm"
         build_corpus(warm, 1)
         t0 = time.perf_counter()
         run_ours(warm, tmp / "runs", "warm", args.seq_len, "best_fit")
         cold_s = time.perf_counter() - t0
+        big = run_big_file_case(tmp, big_mb, args.seq_len)
+        if args.big_file_only:
+            speed, memory = print_big_file_case(big, big_mb)
+            print()
+            print(json.dumps(big_file_figures(speed, memory)))
+            return
 
         ours = run_ours(corpus, tmp / "runs", "x1", args.seq_len, "best_fit")
         spawn = multiprocessing.get_context("spawn")
@@ -298,10 +406,12 @@ def main() -> None:
         f"| peak memory, 4x: all processes / largest one | {ours4['peak_mib']:.0f} / "
         f"{ours4['largest_mib']:.0f} MiB ({ours4['elapsed_s']:.1f} s) | - |"
     )
+    speed, memory = print_big_file_case(big, big_mb)
     print()
     print(
         json.dumps(
-            [
+            big_file_figures(speed, memory)
+            + [
                 {
                     "name": "prepare_tokens_per_s_speedup_vs_apollo",
                     "value": round(speedup, 3),

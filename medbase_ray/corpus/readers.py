@@ -1,19 +1,27 @@
-"""Readers for the input formats of DESIGN.md.
+"""Readers for the input formats of DESIGN.md, read as Apollo publishes them.
 
 - ApolloCorpus: `{source}_{language}_{type}.json`, a list of strings (type `text`) or a
-  list of lists of turns (`qa`, `dialogue`, or no type);
-- JSONL / Parquet rows in the raw-text or conversation contract;
-- XMedBench: a JSON list of `{question, options, answer: "(B)", source}`.
+  list of lists of turns (`qa`, `dialogue`, or no type), in any folder layout (the
+  archive's `train/pretrain/*.json`, `train/sft/*.json`);
+- Apollo's merged `mixTrain.json`: an object from file stem to that file's list;
+- JSONL: rows in the raw-text or conversation contract, or one-element lists
+  (`["passage ..."]`, Apollo's raw input for back-translation); Parquet rows;
+- XMedBench: a JSON list of `{question, options, answer: "(B)" or "(BCDE)", source}`.
+
+JSON files are read incrementally (corpus.json_stream), never whole. Where a row does
+not say its source and language they come from the file name, its folders or the
+user (corpus.origin).
 
 Every reader returns `(records, ReadCounts)`. With `on_error="raise"` the first bad row
 raises a CorpusError naming file, row and field; with `on_error="reject"` bad rows go to
 the `rejects` sink with the reason and the rest is read. read == kept + rejected.
+`CorpusReader.iter_file` yields one file's records as it reads them (prepare streams
+it into Ray Data blocks).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -21,21 +29,30 @@ from typing import Any, Literal
 
 import pyarrow.parquet as pq
 
-from medbase_ray.corpus.languages import LANGUAGES, language_of_source
-from medbase_ray.corpus.records import (
-    check_eval_item,
-    check_text,
-    check_turns,
-    normalize_answer,
+from medbase_ray.corpus.json_stream import (
+    JsonStreamError,
+    iter_list_items,
+    iter_member_items,
+    json_shape,
 )
+from medbase_ray.corpus.languages import LANGUAGES, language_of_source
+from medbase_ray.corpus.origin import (
+    CONVERSATION_TYPES,
+    LANGUAGE_HELP,
+    TEXT_TYPES,
+    Origin,
+    is_kind,
+    member_origin,
+    origin_of,
+)
+from medbase_ray.corpus.records import check_eval_item, check_text, check_turns, normalize_answer
 from medbase_ray.corpus.rejects import CorpusError, ReadCounts, Reject, RejectSink, raw_snippet
 
 OnError = Literal["raise", "reject"]
 Kind = Literal["text", "conversation"]
+SUFFIXES = (".json", ".jsonl", ".parquet")
 
-_APOLLO_NAME = re.compile(r"^(?P<source>.+?)_(?P<lang>[a-z]{2})(?:_(?P<type>[A-Za-z]+))?$")
-TEXT_TYPES = {"text"}
-CONVERSATION_TYPES = {"qa", "dialogue", "conversation", None}
+__all__ = ["CONVERSATION_TYPES", "TEXT_TYPES", "CorpusReader", "list_input_files"]
 
 
 def sample_dir() -> Path:
@@ -43,61 +60,193 @@ def sample_dir() -> Path:
     return Path(str(resources.files("medbase_ray.corpus") / "data"))
 
 
-def parse_apollo_name(path: Path) -> tuple[str, str, str | None]:
-    """`medicalBook_en_qa.json` -> ("medicalBook", "en", "qa")."""
-    m = _APOLLO_NAME.match(path.stem)
-    if m is None or m["lang"] not in LANGUAGES:
-        raise CorpusError(
-            str(path),
-            None,
-            "<file name>",
-            "expected {source}_{language}_{type}.json with a language in " + ", ".join(LANGUAGES),
-        )
-    return m["source"], m["lang"], m["type"]
+def _payload(kind: Kind) -> str:
+    return "text" if kind == "text" else "turns"
 
 
-class _Reader:
-    """Shared bookkeeping: counts, and raise-or-reject of one bad row."""
+def check_value(value: Any, kind: Kind) -> tuple[Any, tuple[str, str] | None]:
+    """An item of a JSON list (or a JSONL list line) as text or turns, or its problem.
+    Text may come as a one-element list, as in Apollo's raw-text JSONL."""
+    if kind == "conversation":
+        return value, check_turns(value)
+    if isinstance(value, list):
+        if len(value) != 1:
+            return value, (
+                "text",
+                f"expected a string or a one-element list, got {len(value)} elements",
+            )
+        value = value[0]
+    return value, check_text(value)
 
-    def __init__(self, on_error: OnError, rejects: Callable[[Reject], None] | None) -> None:
+
+def list_input_files(
+    path: Path, kind: Kind | None, suffixes: tuple[str, ...] = SUFFIXES
+) -> list[Path]:
+    """The files of `path` to read for `kind`: a file as given, a directory's files
+    (recursively) but ApolloCorpus files of another type (`*_text.json` when reading
+    conversations); merged files (`mixTrain.json`) have their members picked by type.
+    `kind=None`: every file with one of `suffixes`."""
+    if not path.exists():
+        raise CorpusError(str(path), None, "<file>", "no such file or directory")
+    if not path.is_dir():
+        return [path]
+    files = []
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.suffix in suffixes):
+        origin = origin_of(p)
+        if kind is None or p.suffix != ".json" or not origin.named or is_kind(origin.type, kind):
+            files.append(p)  # unnamed JSON too: its rows say what they lack when read
+    if not files:
+        what = f"{kind} files" if kind else "files"
+        raise CorpusError(str(path), None, "<dir>", f"no {what} found ({'/'.join(suffixes)})")
+    return files
+
+
+class CorpusReader:
+    """Reads files of one kind; counts, and raises or rejects each bad row.
+
+    `source` / `language`: the user's, for rows whose file name and folders say neither.
+    """
+
+    def __init__(
+        self,
+        on_error: OnError = "raise",
+        rejects: Callable[[Reject], None] | None = None,
+        source: str | None = None,
+        language: str | None = None,
+    ) -> None:
         if on_error not in ("raise", "reject"):
             raise ValueError(f"on_error must be 'raise' or 'reject', got {on_error!r}")
         self.on_error = on_error
         self.rejects = rejects if rejects is not None else RejectSink()
+        self.source, self.language = source, language
         self.counts = ReadCounts()
 
     def bad(self, file: Path, index: int | None, field: str, reason: str, raw: Any = "") -> None:
+        """One bad row (or file): counted as read and rejected, or raised."""
+        self.counts.read += 1
         if self.on_error == "raise":
             raise CorpusError(str(file), index, field, reason)
         self.counts.rejected += 1
         self.rejects(Reject(str(file), index, field, reason, raw_snippet(raw)))
 
-    def load_json(self, path: Path) -> Any:
-        """The whole file as JSON, or None (rejected) when it is not valid UTF-8 JSON."""
-        data = path.read_bytes()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.counts.read += 1
-            self.bad(path, None, "<file>", f"invalid UTF-8 at byte {exc.start}")
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            self.counts.read += 1
-            self.bad(
-                path,
-                None,
-                "<file>",
-                f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            )
-            return None
+    def good(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.counts.read += 1
+        self.counts.kept += 1
+        return record
 
-    def iter_table_rows(self, path: Path) -> Iterator[tuple[int, Any]]:
+    # -- one file ---------------------------------------------------------------------
+    def iter_file(self, path: Path, kind: Kind, explicit: bool = True) -> Iterator[dict[str, Any]]:
+        """The records of one file, as they are read. `explicit`: named by the user (a
+        file of another kind is an error) rather than found in a directory."""
+        origin = origin_of(path, self.source, self.language)
+        if path.suffix == ".json":
+            yield from self._iter_json(path, kind, origin, explicit)
+        else:
+            yield from self._iter_table(path, kind, origin)
+
+    def _iter_json(
+        self, path: Path, kind: Kind, origin: Origin, explicit: bool
+    ) -> Iterator[dict[str, Any]]:
+        try:
+            shape = json_shape(path)
+        except JsonStreamError as exc:
+            self.bad(path, None, "<file>", exc.reason)
+            return
+        if shape == "list" and origin.named and not is_kind(origin.type, kind):
+            if explicit:
+                raise CorpusError(
+                    str(path), None, "<file name>", f"type {origin.type!r} is not a {kind} file"
+                )
+            return
+        index = 0
+        try:
+            with path.open("rb") as f:
+                if shape == "list":
+                    for index, value in enumerate(iter_list_items(f)):
+                        yield from self._value(path, index, value, kind, origin, path.stem)
+                else:
+                    for key, index, value in iter_member_items(f):
+                        member = member_origin(key, origin)
+                        if member.type is not None and not is_kind(member.type, kind):
+                            continue  # another kind's member of a merged file
+                        yield from self._value(path, index, value, kind, member, key, key)
+        except JsonStreamError as exc:
+            field = exc.member or "<file>"  # a merged file's member, or the file
+            self.bad(path, exc.index, field, exc.reason)
+
+    def _value(
+        self,
+        path: Path,
+        index: int,
+        value: Any,
+        kind: Kind,
+        origin: Origin,
+        prefix: str,
+        member: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """One item of a JSON list (or a list line of JSONL) -> a record, or a reject."""
+        field_of = (lambda f: f"{member}:{f}") if member else (lambda f: f)
+        value, problem = check_value(value, kind)
+        if problem is None and origin.language is None:
+            problem = ("language", LANGUAGE_HELP)
+        if problem is not None:
+            self.bad(path, index, field_of(problem[0]), problem[1], value)
+            return
+        yield self.good(
+            {
+                "id": f"{prefix}:{index}",
+                "source": origin.source or path.stem,
+                "language": origin.language,
+                _payload(kind): value,
+            }
+        )
+
+    def _iter_table(self, path: Path, kind: Kind, origin: Origin) -> Iterator[dict[str, Any]]:
+        prefix = origin.id_prefix(path.stem)
+        for i, row in self._table_rows(path):
+            if isinstance(row, list):
+                yield from self._value(path, i, row, kind, origin, prefix)
+            elif isinstance(row, dict):
+                yield from self._row(path, i, row, kind, origin)
+            else:
+                reason = f"expected an object or a one-element list, got {type(row).__name__}"
+                self.bad(path, i, "<line>", reason, row)
+
+    def _row(
+        self, path: Path, i: int, row: dict, kind: Kind, origin: Origin
+    ) -> Iterator[dict[str, Any]]:
+        """A row of the raw-text or conversation contract."""
+        payload = _payload(kind)
+        source = row.get("source") or origin.source
+        for field, value in (("source", source), (payload, row.get(payload))):
+            if value is None:
+                self.bad(path, i, field, "missing", row)
+                return
+        language = row.get("language") or language_of_source(str(source)) or origin.language
+        if language is None:
+            self.bad(path, i, "language", LANGUAGE_HELP, row)
+            return
+        if language not in LANGUAGES:
+            self.bad(path, i, "language", f"unknown language {language!r}", row)
+            return
+        problem = check_text(row["text"]) if kind == "text" else check_turns(row["turns"])
+        if problem is not None:
+            self.bad(path, i, problem[0], problem[1], row)
+            return
+        rid = row.get("id") or f"{path.stem}:{i}"
+        yield self.good(
+            {"id": str(rid), "source": str(source), "language": language, payload: row[payload]}
+        )
+
+    def _table_rows(self, path: Path) -> Iterator[tuple[int, Any]]:
         """(index, row) of a JSONL or Parquet file; undecodable JSONL lines are rejected."""
         if path.suffix == ".parquet":
-            for i, row in enumerate(pq.read_table(path).to_pylist()):
-                yield i, row
+            parquet = pq.ParquetFile(path)
+            i = 0
+            for batch in parquet.iter_batches():
+                for row in batch.to_pylist():
+                    yield i, row
+                    i += 1
             return
         with path.open("rb") as f:
             for i, line in enumerate(f):
@@ -106,56 +255,16 @@ class _Reader:
                 try:
                     yield i, json.loads(line.decode("utf-8"))
                 except UnicodeDecodeError as exc:
-                    self.counts.read += 1
                     self.bad(path, i, "<line>", f"invalid UTF-8 at byte {exc.start} of the line")
                 except json.JSONDecodeError as exc:
-                    self.counts.read += 1
-                    self.bad(
-                        path,
-                        i,
-                        "<line>",
-                        f"invalid JSON: {exc.msg}",
-                        line[:2000].decode("utf-8", "replace"),
-                    )
+                    raw = line[:2000].decode("utf-8", "replace")
+                    self.bad(path, i, "<line>", f"invalid JSON: {exc.msg}", raw)
 
-
-def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes)
-        if not files:
-            raise CorpusError(str(path), None, "<dir>", f"no {'/'.join(suffixes)} files found")
-        return files
-    if not path.exists():
-        raise CorpusError(str(path), None, "<file>", "no such file or directory")
-    return [path]
-
-
-def _record_from_table_row(
-    r: _Reader, path: Path, i: int, row: Any, kind: Kind
-) -> dict[str, Any] | None:
-    if not isinstance(row, dict):
-        r.bad(path, i, "<row>", f"expected an object, got {type(row).__name__}", row)
-        return None
-    payload = "text" if kind == "text" else "turns"
-    for field in ("source", payload):
-        if field not in row:
-            r.bad(path, i, field, "missing", row)
-            return None
-    language = row.get("language") or language_of_source(str(row["source"]))
-    if language not in LANGUAGES:
-        r.bad(path, i, "language", f"unknown language {language!r}", row)
-        return None
-    problem = check_text(row["text"]) if kind == "text" else check_turns(row["turns"])
-    if problem is not None:
-        r.bad(path, i, problem[0], problem[1], row)
-        return None
-    rid = row.get("id") or f"{path.stem}:{i}"
-    return {
-        "id": str(rid),
-        "source": str(row["source"]),
-        "language": language,
-        payload: row[payload],
-    }
+    # -- files and directories ---------------------------------------------------------
+    def read(self, path: str | Path, kind: Kind) -> list[dict[str, Any]]:
+        root = Path(path)
+        explicit = not root.is_dir()
+        return [r for f in list_input_files(root, kind) for r in self.iter_file(f, kind, explicit)]
 
 
 def read_records(
@@ -163,67 +272,27 @@ def read_records(
     kind: Kind,
     on_error: OnError = "raise",
     rejects: Callable[[Reject], None] | None = None,
+    source: str | None = None,
+    language: str | None = None,
 ) -> tuple[list[dict[str, Any]], ReadCounts]:
     """Raw-text (`kind="text"`) or conversation records from a file or directory.
 
     A directory is read recursively; its ApolloCorpus JSON files are picked by type
     (`*_text.json` for text, `*_qa.json` / `*_dialogue.json` / `*_{lang}.json` for
-    conversations); JSONL and Parquet files must hold rows of the contract.
+    conversations), merged files by member; JSONL and Parquet files are all read.
     """
-    root = Path(path)
-    r = _Reader(on_error, rejects)
-    out: list[dict[str, Any]] = []
-    wanted = TEXT_TYPES if kind == "text" else CONVERSATION_TYPES
-    for file in _files(root, (".json", ".jsonl", ".parquet")):
-        if file.suffix == ".json":
-            source, language, ftype = parse_apollo_name(file)
-            if ftype not in wanted:
-                if root.is_dir():
-                    continue  # another kind of ApolloCorpus file in the same directory
-                raise CorpusError(
-                    str(file), None, "<file name>", f"type {ftype!r} is not a {kind} file"
-                )
-            data = r.load_json(file)
-            if data is None:
-                continue
-            if not isinstance(data, list):
-                r.counts.read += 1
-                r.bad(file, None, "<file>", f"expected a JSON list, got {type(data).__name__}")
-                continue
-            for i, value in enumerate(data):
-                r.counts.read += 1
-                problem = check_text(value) if kind == "text" else check_turns(value)
-                if problem is not None:
-                    r.bad(file, i, problem[0], problem[1], value)
-                    continue
-                payload = "text" if kind == "text" else "turns"
-                out.append(
-                    {
-                        "id": f"{file.stem}:{i}",
-                        "source": source,
-                        "language": language,
-                        payload: value,
-                    }
-                )
-                r.counts.kept += 1
-        else:
-            for i, row in r.iter_table_rows(file):
-                r.counts.read += 1
-                rec = _record_from_table_row(r, file, i, row, kind)
-                if rec is not None:
-                    out.append(rec)
-                    r.counts.kept += 1
-    return out, r.counts
+    reader = CorpusReader(on_error, rejects, source, language)
+    return reader.read(path, kind), reader.counts
 
 
-def read_conversations(path: str | Path, on_error: OnError = "raise", rejects=None):
+def read_conversations(path: str | Path, on_error: OnError = "raise", rejects=None, **origin):
     """Conversation records (`id, source, language, turns`)."""
-    return read_records(path, "conversation", on_error, rejects)
+    return read_records(path, "conversation", on_error, rejects, **origin)
 
 
-def read_raw_texts(path: str | Path, on_error: OnError = "raise", rejects=None):
+def read_raw_texts(path: str | Path, on_error: OnError = "raise", rejects=None, **origin):
     """Raw text records (`id, source, language, text`)."""
-    return read_records(path, "text", on_error, rejects)
+    return read_records(path, "text", on_error, rejects, **origin)
 
 
 def read_eval_items(
@@ -236,40 +305,51 @@ def read_eval_items(
     """XMedBench items from a JSON file or a directory of them.
 
     The language follows from the source (`source_languages` first, then the XMedBench
-    map, then `default_language`); an item whose language cannot be known is bad.
-    The answer is stored as its bare letter.
+    map, then `default_language`); an item whose language cannot be known is bad. The
+    answer is stored as its letters: "(B)" -> "B", CMExam's "(BCDE)" -> "BCDE".
     """
-    r = _Reader(on_error, rejects)
+    r = CorpusReader(on_error, rejects)
     out: list[dict[str, Any]] = []
-    for file in _files(Path(path), (".json",)):
-        data = r.load_json(file)
-        if data is None:
-            continue
-        if not isinstance(data, list):
-            r.counts.read += 1
-            r.bad(file, None, "<file>", f"expected a JSON list of items, got {type(data).__name__}")
-            continue
-        for i, item in enumerate(data):
-            r.counts.read += 1
-            problem = check_eval_item(item)
-            if problem is not None:
-                r.bad(file, i, problem[0], problem[1], item)
-                continue
-            source = str(item.get("source") or file.stem)
-            language = language_of_source(source, source_languages) or default_language
-            if language is None:
-                r.bad(file, i, "source", f"unknown source {source!r}: give its language", item)
-                continue
-            out.append(
-                {
-                    "id": str(item.get("id") or f"{file.stem}:{i}"),
-                    "source": source,
-                    "language": language,
-                    "question": item["question"],
-                    "options": item["options"],
-                    "answer": normalize_answer(item["answer"]),
-                    "context": item.get("context"),
-                }
-            )
-            r.counts.kept += 1
+    for file in list_input_files(Path(path), None, (".json",)):
+        try:
+            if json_shape(file) != "list":
+                raise JsonStreamError("expected a JSON list of items, got an object")
+            with file.open("rb") as f:
+                for i, item in enumerate(iter_list_items(f)):
+                    record = _eval_item(r, file, i, item, source_languages, default_language)
+                    if record is not None:
+                        out.append(r.good(record))
+        except JsonStreamError as exc:
+            r.bad(file, exc.index, "<file>", exc.reason)
     return out, r.counts
+
+
+def _eval_item(
+    r: CorpusReader,
+    file: Path,
+    i: int,
+    item: Any,
+    source_languages: dict[str, str] | None,
+    default_language: str | None,
+) -> dict[str, Any] | None:
+    problem = check_eval_item(item)
+    if problem is not None:
+        r.bad(file, i, problem[0], problem[1], item)
+        return None
+    source = str(item.get("source") or file.stem)
+    language = language_of_source(source, source_languages) or default_language
+    if language is None:
+        r.bad(file, i, "source", f"unknown source {source!r}: give its language", item)
+        return None
+    context = item.get("context")
+    if isinstance(context, list):  # PubMedQA's contexts: a list of passages
+        context = "\n".join(context)
+    return {
+        "id": str(item.get("id") or f"{file.stem}:{i}"),
+        "source": source,
+        "language": language,
+        "question": item["question"],
+        "options": item["options"],
+        "answer": normalize_answer(item["answer"]),
+        "context": context,
+    }

@@ -56,6 +56,8 @@ REJECT_SCHEMA = pa.schema(
 Problem = tuple[str, str] | None
 
 _OPTION_RE = re.compile(r"^\(([A-Z])\)\s?(.*)$")
+# "(B)", "B", "(B) text", "(BCDE)", "BCDE": one or more letters, bracketed or not
+_ANSWER_RE = re.compile(r"^\s*\(?([A-Za-z]{1,26})\)?(?:\s|$)")
 
 
 def check_text(text: Any) -> Problem:
@@ -104,11 +106,16 @@ def parse_options(options: str) -> dict[str, str]:
 
 
 def normalize_answer(answer: Any) -> str | None:
-    """`"(B)"`, `"B"` or `"(B) text"` -> "B"; None when no letter can be read."""
+    """The answer's letters: `"(B)"`, `"B"`, `"(B) text"` -> "B"; CMExam's multi-answer
+    `"(BCDE)"` -> "BCDE" (every letter kept, in the order given); None when no letter
+    can be read."""
     if not isinstance(answer, str):
         return None
-    m = re.match(r"^\s*\(?([A-Za-z])\)?(?:\s|$)", answer)
-    return m.group(1).upper() if m else None
+    m = _ANSWER_RE.match(answer)
+    if m is None:
+        return None
+    letters = "".join(dict.fromkeys(m.group(1).upper()))
+    return letters if len(letters) == len(m.group(1)) else None
 
 
 def check_eval_item(item: Any) -> Problem:
@@ -127,11 +134,18 @@ def check_eval_item(item: Any) -> Problem:
         return "options", str(exc)
     if len(options) < 2:
         return "options", f"expected at least 2 options, got {len(options)}"
-    letter = normalize_answer(item["answer"])
-    if letter is None:
-        return "answer", f"not an option letter: {item['answer']!r}"
-    if letter not in options:
-        return "answer", f"({letter}) is not one of the options ({', '.join(options)})"
-    if "context" in item and item["context"] is not None and not isinstance(item["context"], str):
-        return "context", "expected a string"
+    letters = normalize_answer(item["answer"])
+    if letters is None:
+        return "answer", f"not one or more option letters: {item['answer']!r}"
+    outside = [c for c in letters if c not in options]
+    if outside:
+        named = ", ".join(f"({c})" for c in outside)
+        verb = "is" if len(outside) == 1 else "are"
+        return "answer", f"{named} {verb} not one of the options ({', '.join(options)})"
+    context = item.get("context")
+    if context is not None and not (
+        isinstance(context, str)
+        or (isinstance(context, list) and all(isinstance(c, str) for c in context))
+    ):
+        return "context", "expected a string or a list of strings"
     return None

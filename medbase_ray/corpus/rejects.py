@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,33 @@ class CorpusError(ValueError):
         where = f"{file}" + (f", row {index}" if index is not None else "")
         super().__init__(f"{where}, field {field!r}: {reason}")
         self.file, self.index, self.field, self.reason = file, index, field, reason
+
+
+class AllRejected(ValueError):
+    """Every input row was rejected: nothing to work on (issue 18). Says the first
+    reasons and where the rejects are."""
+
+    def __init__(self, stage: str, read: int, reasons: dict[str, int], rejects: str) -> None:
+        first = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        super().__init__(
+            f"{stage}: every one of the {read} input rows was rejected ({first[:600]}); "
+            f"rejects: {rejects}"
+        )
+        self.read, self.reasons, self.rejects = read, reasons, rejects
+
+
+def reason_key(field: str, reason: str) -> str:
+    """A reject's reason without its particulars, to count rejects by reason:
+    ("turns[3]", "odd number of turns (3): ...") -> "turns[]: odd number of turns"."""
+    head = re.split(r": | \(", reason, maxsplit=1)[0]
+    field = re.sub(r"\[\d+\]", "[]", field)
+    return f"{field}: " + re.sub(r"\d+", "N", head)
+
+
+def count_reasons(rejects: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """{reason_key: count} of (field, reason) pairs, most frequent first."""
+    counts = Counter(reason_key(f, r) for f, r in rejects)
+    return dict(counts.most_common())
 
 
 @dataclass

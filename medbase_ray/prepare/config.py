@@ -21,6 +21,17 @@ class PrepareConfig(StrictModel):
             "conversation contract. Empty: the bundled sample conversations."
         ),
     )
+    source: str | None = Field(
+        default=None,
+        description=(
+            "Source and language of rows whose file name and folders say neither (Apollo's "
+            "`1.dev.jsonl`): `medbase prepare --source guidelines --language en`."
+        ),
+    )
+    language: str | None = Field(
+        default=None,
+        description="With `source`: the language (ISO 639-1) of input that names none.",
+    )
     seq_len: int = Field(
         default=512, ge=16, description="Tokens per packed row (the training context length)."
     )
@@ -55,9 +66,10 @@ class PrepareConfig(StrictModel):
         default=8,
         ge=1,
         description=(
-            "Input files are read in groups of about this many MiB, one Ray task per group "
-            "(files of one source together); a task holds one group's conversations at a "
-            "time."
+            "Input files are read in groups of about this many MiB, one Ray read task per "
+            "group (files of one source together), streamed as blocks of about this many MiB "
+            "of text that other tasks tokenize and pack: a file of any size is held a block "
+            "at a time."
         ),
     )
     rows_per_shard: int = Field(default=4096, ge=1, description="Packed rows per Parquet shard.")
@@ -66,6 +78,15 @@ class PrepareConfig(StrictModel):
         ge=1,
         description="Rows per Parquet row group: the unit a mixture reads (and shuffles) at once.",
     )
+
+    @model_validator(mode="after")
+    def _check_language(self) -> PrepareConfig:
+        # the registry is read only when validating: config modules stay leaves
+        from medbase_ray.corpus.languages import LANGUAGES
+
+        if self.language is not None and self.language not in LANGUAGES:
+            raise ValueError(f"language: unknown {self.language!r}; known: {', '.join(LANGUAGES)}")
+        return self
 
 
 MIXTURE_PRESETS_PACKAGE = "medbase_ray.prepare"
@@ -164,6 +185,7 @@ class MixtureSpec(StrictModel):
         if self.weights and self.temperature_alpha is not None:
             problems.append("give either weights or temperature_alpha, not both")
         if self.by == "language" and self.weights:
+            # the registry is read only when validating: config modules stay leaves
             from medbase_ray.corpus.languages import LANGUAGES
 
             unknown = sorted(set(self.weights) - set(LANGUAGES))

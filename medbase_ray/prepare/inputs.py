@@ -3,15 +3,17 @@ tables in CONVERSATION_STREAM_SCHEMA, bad rows as reject rows with the reason.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from medbase_ray.corpus.readers import CONVERSATION_TYPES, parse_apollo_name, read_conversations
+from medbase_ray.corpus.languages import LANGUAGES, language_of_source
+from medbase_ray.corpus.origin import is_kind, origin_of
+from medbase_ray.corpus.readers import CorpusReader, list_input_files
 from medbase_ray.corpus.records import check_turns
-from medbase_ray.corpus.rejects import CorpusError, RejectSink
+from medbase_ray.corpus.rejects import CorpusError, Reject
 from medbase_ray.prepare.stream import CONVERSATION_STREAM_SCHEMA, reject_json
 
 HF_PREFIX = "hf:"
@@ -20,39 +22,31 @@ HF_PREFIX = "hf:"
 def list_conversation_files(inputs: Iterable[str | Path]) -> list[str]:
     """The conversation files of `inputs` (files or directories, read recursively).
 
-    ApolloCorpus JSON files of another type (`*_text.json`) are skipped in directories;
-    a file name that is not `{source}_{language}[_{type}].json` is an error naming it.
+    ApolloCorpus JSON files of another type (`*_text.json`) are skipped in directories
+    and an error when named; merged files (`mixTrain.json`) are read by member.
     """
     files: list[str] = []
     for item in inputs:
         root = Path(item)
-        if not root.exists():
-            raise CorpusError(str(root), None, "<file>", "no such file or directory")
-        found = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for path in found:
-            if path.suffix in (".jsonl", ".parquet"):
-                files.append(str(path))
-            elif path.suffix == ".json":
-                if parse_apollo_name(path)[2] in CONVERSATION_TYPES:
-                    files.append(str(path))
-                elif not root.is_dir():
-                    raise CorpusError(str(path), None, "<file name>", "not a conversation file")
-        if root.is_dir() and not any(f.startswith(str(root)) for f in files):
-            raise CorpusError(str(root), None, "<dir>", "no conversation files found")
+        for path in list_input_files(root, "conversation"):
+            origin = origin_of(path)
+            if not root.is_dir() and origin.named and not is_kind(origin.type, "conversation"):
+                raise CorpusError(str(path), None, "<file name>", "not a conversation file")
+            files.append(str(path))
     return files
 
 
 def group_files(files: list[str], bytes_per_group: int) -> list[list[str]]:
-    """Files in groups of about `bytes_per_group` (one Ray task each), files of one
-    ApolloCorpus source and language together so that they are packed together;
-    largest groups first."""
+    """Files in groups of about `bytes_per_group` (one Ray read task each), files of one
+    source and language together so that they are packed together; largest groups
+    first. A file larger than a group is a group of its own: its reader streams it in
+    blocks (`iter_conversation_blocks`) that other tasks tokenize and pack."""
 
     def key(path: str) -> tuple[str, str]:
-        p = Path(path)
-        if p.suffix == ".json":
-            source, language, _ = parse_apollo_name(p)
-            return (source, language)
-        return ("~", "")  # JSONL / Parquet may mix sources: after the Apollo files
+        origin = origin_of(Path(path))
+        if origin.named:
+            return (origin.source or "", origin.language or "")
+        return ("~", "")  # JSONL / Parquet / merged files may mix sources: after the others
 
     groups: list[list[str]] = []
     sizes: list[int] = []
@@ -71,41 +65,61 @@ def group_files(files: list[str], bytes_per_group: int) -> list[list[str]]:
     return [groups[i] for i in order]
 
 
-def read_conversation_file(path: str) -> pa.Table:
-    """One input file -> conversation rows and reject rows (CONVERSATION_STREAM_SCHEMA)."""
-    p = Path(path)
-    sink = RejectSink()
-    records, _ = read_conversations(p, on_error="reject", rejects=sink)
-    source = language = None
-    if p.suffix == ".json":
-        source, language, _ = parse_apollo_name(p)
+def iter_conversation_blocks(
+    paths: list[str],
+    block_chars: int,
+    source: str | None = None,
+    language: str | None = None,
+) -> Iterator[pa.Table]:
+    """Input files -> tables of conversation rows and reject rows
+    (CONVERSATION_STREAM_SCHEMA), one every `block_chars` characters of turns, as the
+    files are read (a file of any size is held one block at a time)."""
+    pending: list[Reject] = []
+    reader = CorpusReader("reject", pending.append, source, language)
+    rows: list[dict[str, Any]] = []
+    chars = 0
+    for path in paths:
+        origin = origin_of(Path(path), source, language)
+        for r in reader.iter_file(Path(path), "conversation", explicit=False):
+            rows.extend(_reject_rows(pending, origin.source, origin.language))
+            rows.append(
+                {
+                    "id": r["id"],
+                    "source": r["source"],
+                    "language": r["language"],
+                    "turns": r["turns"],
+                    "file": path,
+                    "index": _index_of(r["id"]),
+                    "reject": None,
+                }
+            )
+            chars += sum(map(len, r["turns"]))
+            if chars >= block_chars:
+                yield pa.Table.from_pylist(rows, schema=CONVERSATION_STREAM_SCHEMA)
+                rows, chars = [], 0
+        rows.extend(_reject_rows(pending, origin.source, origin.language))
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=CONVERSATION_STREAM_SCHEMA)
+
+
+def _reject_rows(pending: list[Reject], source: str | None, language: str | None) -> list[dict]:
+    """The stream rows of the rejects collected so far (the list is emptied)."""
     rows = [
         {
-            "id": r["id"],
-            "source": r["source"],
-            "language": r["language"],
-            "turns": r["turns"],
-            "file": path,
-            "index": _index_of(r["id"]),
-            "reject": None,
+            "id": None,
+            "source": source,
+            "language": language,
+            "turns": [],
+            "file": rej.file,
+            "index": rej.index,
+            "reject": reject_json(
+                rej.file, rej.index, rej.field, rej.reason, rej.raw, source, language
+            ),
         }
-        for r in records
+        for rej in pending
     ]
-    for rej in sink.rows:
-        rows.append(
-            {
-                "id": None,
-                "source": source,
-                "language": language,
-                "turns": [],
-                "file": rej.file,
-                "index": rej.index,
-                "reject": reject_json(
-                    rej.file, rej.index, rej.field, rej.reason, rej.raw, source, language
-                ),
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=CONVERSATION_STREAM_SCHEMA)
+    pending.clear()
+    return rows
 
 
 def _index_of(record_id: str) -> int | None:
@@ -116,8 +130,6 @@ def _index_of(record_id: str) -> int | None:
 def check_conversation_rows(rows: list[dict[str, Any]], origin: str) -> pa.Table:
     """Rows in the conversation contract from elsewhere (a `datasets` dataset), checked
     like the readers check files; bad rows become reject rows."""
-    from medbase_ray.corpus.languages import LANGUAGES, language_of_source
-
     out = []
     for row in rows:
         index = row.get("__index")
@@ -147,10 +159,10 @@ def check_conversation_rows(rows: list[dict[str, Any]], origin: str) -> pa.Table
     return pa.Table.from_pylist(out, schema=CONVERSATION_STREAM_SCHEMA)
 
 
-def read_file_groups(batch: pa.Table) -> pa.Table:
-    """A batch of `{"paths": [...]}` items -> the conversations of all their files."""
-    paths = [p for group in batch["paths"].to_pylist() for p in group]
-    return pa.concat_tables([read_conversation_file(p) for p in paths])
+def read_file_groups(batch: pa.Table, block_chars: int, **origin: Any) -> Iterator[pa.Table]:
+    """A batch of `{"paths": [...]}` items -> their conversations, block by block."""
+    for group in batch["paths"].to_pylist():
+        yield from iter_conversation_blocks(group, block_chars, **origin)
 
 
 def load_hf_dataset(spec: str):

@@ -6,7 +6,8 @@
       <source>_<lang>/     part-*.parquet in the packed-row contract
       rejects/             part-*.jsonl, one line per rejected or dropped conversation
       config.yaml          the resolved config it was made with
-      _SUCCESS             written last: the directory is complete
+      summary.json         read = kept + rejected, rejects by reason (also in _SUCCESS)
+      _SUCCESS             written last (medbase_ray.stage.StageOutput): complete
 
 Training calls `check_fingerprint` so that rows tokenized for another tokenizer, chat
 format or sequence length are refused before a step is run.
@@ -21,10 +22,11 @@ from typing import Any
 import pyarrow as pa
 
 from medbase_ray import storage
+from medbase_ray.corpus.rejects import AllRejected
+from medbase_ray.stage import StageOutput
 
 FORMAT = "medbase-prepared/1"
 MANIFEST_FILE = "manifest.json"
-SUCCESS_FILE = "_SUCCESS"
 REJECTS_DIR = "rejects"
 COUNTS = ("rows", "samples", "real_tokens", "truncated", "dropped", "rejected")
 
@@ -94,9 +96,9 @@ def check_fingerprint(manifest: dict[str, Any], tokenizer, chat_format: str) -> 
 
 def read_manifest(prepared_dir: str) -> dict[str, Any]:
     """The manifest of a complete prepared directory (with `path` set to it)."""
-    if not storage.exists(storage.join(prepared_dir, SUCCESS_FILE)):
+    if not StageOutput(prepared_dir).is_complete():
         raise FileNotFoundError(
-            f"{prepared_dir} is not a complete prepared directory (no {SUCCESS_FILE}); "
+            f"{prepared_dir} is not a complete prepared directory (no _SUCCESS); "
             "run `medbase prepare` (again) first"
         )
     manifest = json.loads(storage.read_bytes(storage.join(prepared_dir, MANIFEST_FILE)))
@@ -144,6 +146,7 @@ def build_manifest(
     packing: str,
     config: dict[str, Any],
     reject_files: list[str],
+    reasons: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The manifest: per source counts and shards, totals, fingerprint.
 
@@ -188,6 +191,7 @@ def build_manifest(
         "sources": sources,
         "totals": totals,
         "rejects": sorted(reject_files),
+        "rejected_by_reason": reasons or {},
         "config": config,
     }
 
@@ -210,17 +214,19 @@ def summary_table(manifest: dict[str, Any]) -> str:
         values = [s["rows"], s["samples"], s["real_tokens"], f"{s['padding_fraction']:.2%}"]
         values += [s["truncated"], s["dropped"], s["rejected"]]
         lines.append(f"{key:<28}" + "".join(f"{v:>12}" for v in values))
+    for reason, n in manifest.get("rejected_by_reason", {}).items():
+        lines.append(f"rejected {n:>8}  {reason}")
     if manifest["rejects"]:
         lines.append(f"rejects: {', '.join(manifest['rejects'])}")
     return "\n".join(lines)
 
 
-def complete_manifest(out: str, config: dict[str, Any], fp: str) -> dict[str, Any] | None:
+def complete_manifest(out: StageOutput, config: dict[str, Any], fp: str) -> dict[str, Any] | None:
     """The manifest of a complete output made with `config` and fingerprint `fp`; None
     when there is no complete output; PrepareError when one was made otherwise."""
-    if not storage.exists(storage.join(out, SUCCESS_FILE)):
+    if out.summary() is None:
         return None
-    manifest = read_manifest(out)
+    manifest = read_manifest(out.uri)
     if manifest["config"] == config and manifest["fingerprint"] == fp:
         return manifest
     raise PrepareError(
@@ -229,19 +235,42 @@ def complete_manifest(out: str, config: dict[str, Any], fp: str) -> dict[str, An
     )
 
 
-def merge_task_results(results: list[dict[str, Any]]) -> tuple[dict, list, list[str]]:
-    """(counts per (source, language), shards, reject files) of all write tasks."""
+def merge_task_results(results: list[dict[str, Any]]) -> tuple[dict, list, list[str], dict]:
+    """(counts per (source, language), shards, reject files, rejects by reason) of all
+    write tasks."""
     counts: dict[tuple[str | None, str | None], dict[str, int]] = {}
+    reasons: dict[str, int] = {}
     for r in results:
         for source, language, c in r["counts"]:
             add_counts(counts.setdefault((source, language), empty_counts()), c)
+        for reason, n in r.get("reasons", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
     shards = [s for r in results for s in r["shards"]]
-    return counts, shards, [r["reject_file"] for r in results if r["reject_file"]]
+    files = [r["reject_file"] for r in results if r["reject_file"]]
+    return counts, shards, files, dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
 
 
-def write_manifest(out: str, manifest: dict[str, Any], config_yaml: str) -> None:
-    """config.yaml, manifest.json, then _SUCCESS: the output is complete."""
-    storage.write_bytes(storage.join(out, "config.yaml"), config_yaml.encode("utf-8"))
-    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    storage.write_bytes(storage.join(out, MANIFEST_FILE), text.encode("utf-8"))
-    storage.write_bytes(storage.join(out, SUCCESS_FILE), b"")
+def prepare_summary(out: StageOutput, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the stage did, in the words of every stage's summary: read = kept +
+    rejected (dropped over-long samples are among the rejected), rejects by reason."""
+    t = manifest["totals"]
+    return {
+        "output_dir": out.uri,
+        "read": t["conversations"],
+        "kept": t["samples"],
+        "rejected": t["dropped"] + t["rejected"],
+        "dropped": t["dropped"],
+        "rejected_by_reason": manifest.get("rejected_by_reason", {}),
+        "rejects_dir": out.child(REJECTS_DIR),
+        "rows": t["rows"],
+        "real_tokens": t["real_tokens"],
+        "padding_fraction": t["padding_fraction"],
+        "fingerprint": manifest["fingerprint"],
+    }
+
+
+def check_not_all_rejected(summary: dict[str, Any]) -> None:
+    """AllRejected when there were rows and none was kept."""
+    if summary["read"] and not summary["kept"]:
+        reasons = summary["rejected_by_reason"]
+        raise AllRejected("prepare", summary["read"], reasons, summary["rejects_dir"])

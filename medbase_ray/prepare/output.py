@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from medbase_ray import storage
 from medbase_ray.corpus.records import PACKED_ROW_SCHEMA
+from medbase_ray.corpus.rejects import count_reasons
 from medbase_ray.prepare.manifest import REJECTS_DIR, add_counts, block_counts, empty_counts
 from medbase_ray.prepare.stream import source_dir_name, source_key
 
@@ -59,7 +60,7 @@ def write_packed_blocks(
     """Write packed rows (PACKED_ROW_SCHEMA columns) per source and reject lines.
 
     Returns {"shards": [{key, path, rows}], "counts": [[source, language, counts]],
-    "reject_file": path or None}.
+    "reject_file": path or None, "reasons": {reason: count}}.
     """
     writers: dict[str, _ShardWriter] = {}
     counts: dict[tuple[str | None, str | None], dict[str, int]] = {}
@@ -92,10 +93,12 @@ def write_packed_blocks(
         reject_file = f"{REJECTS_DIR}/part-{task_idx:05d}.jsonl"
         data = "".join(line + "\n" for line in reject_lines).encode("utf-8")
         storage.write_bytes(storage.join(out_dir, reject_file), data)
+    parsed = (json.loads(line) for line in reject_lines)
     return {
         "shards": [s for w in writers.values() for s in w.shards],
         "counts": [[s, lang, c] for (s, lang), c in counts.items()],
         "reject_file": reject_file,
+        "reasons": count_reasons((r["field"], r["reason"]) for r in parsed),
     }
 
 

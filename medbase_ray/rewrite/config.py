@@ -20,6 +20,18 @@ class RewriteConfig(StrictModel):
             "instead."
         ),
     )
+    source: str | None = Field(
+        default=None,
+        description=(
+            "Source and language of rows whose file name and folders say neither (Apollo's "
+            "`guidelines_en/data/1.dev.jsonl` has them in a folder name; a bare `texts.jsonl`"
+            " has none): `medbase rewrite --source guidelines --language en`."
+        ),
+    )
+    language: str | None = Field(
+        default=None,
+        description="With `source`: the language (ISO 639-1) of input that names none.",
+    )
     tasks: list[Task] = Field(
         default_factory=lambda: ["qa"],
         min_length=1,
@@ -145,11 +157,14 @@ class RewriteConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> RewriteConfig:
+        # the registry is read only when validating: config modules stay leaves
         from medbase_ray.corpus.languages import LANGUAGES
 
         problems = []
         if len(set(self.tasks)) != len(self.tasks):
             problems.append(f"tasks: listed twice in {self.tasks}")
+        if self.language is not None and self.language not in LANGUAGES:
+            problems.append(f"language: unknown {self.language!r}; known: {', '.join(LANGUAGES)}")
         unknown = [c for c in self.target_languages if c not in LANGUAGES]
         if unknown:
             problems.append(f"target_languages: unknown {unknown}; known: {', '.join(LANGUAGES)}")

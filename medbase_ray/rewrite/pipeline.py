@@ -13,17 +13,22 @@ is skipped; the ids written must equal the ids expected, each once, or the run f
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
+from medbase_ray.config import PipelineConfig, dump_config
 from medbase_ray.corpus.readers import read_conversations, read_raw_texts, sample_dir
-from medbase_ray.corpus.rejects import RejectSink
+from medbase_ray.corpus.rejects import AllRejected, RejectSink, count_reasons
+from medbase_ray.ray_runtime import init_ray
 from medbase_ray.rewrite.estimate import estimate_items
 from medbase_ray.rewrite.prompts import PromptSet, load_prompts
 from medbase_ray.rewrite.store import RewriteStore, ShardBuffer, task_of
@@ -35,9 +40,7 @@ from medbase_ray.rewrite.teacher import (
     Usage,
     check_teacher,
 )
-
-if TYPE_CHECKING:  # medbase_ray.config imports this package's config: no cycle at runtime
-    from medbase_ray.config import PipelineConfig
+from medbase_ray.stage import StageOutput
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +49,31 @@ def _input_path(cfg: PipelineConfig) -> Path:
     return Path(cfg.rewrite.input) if cfg.rewrite.input else sample_dir() / "apollo"
 
 
-def _read_inputs(cfg: PipelineConfig) -> tuple[list[dict], list[dict], int]:
-    """(records, reject rows of bad input rows, rows read). Bad rows are rejected, not fatal."""
-    sink = RejectSink()
-    translate_only = cfg.rewrite.tasks == ["translate"]
-    reader = read_conversations if translate_only else read_raw_texts
-    records, counts = reader(_input_path(cfg), on_error="reject", rejects=sink)
+@dataclass
+class Inputs:
+    """What was read: records, one reject result row per bad input row, the counts."""
+
+    records: list[dict]
+    bad_rows: list[dict]
+    rows_read: int
+    rows_rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, Any]:
+        """read = kept + rejected, and the rejects by reason."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": len(self.records),
+            "rows_rejected": len(self.bad_rows),
+            "rows_rejected_by_reason": self.rows_rejected_by_reason,
+        }
+
+
+def _read_inputs(cfg: PipelineConfig) -> Inputs:
+    """Bad rows are rejected, not fatal; an id read twice is an error."""
+    rc, sink = cfg.rewrite, RejectSink()
+    reader = read_conversations if rc.tasks == ["translate"] else read_raw_texts
+    origin = {"source": rc.source, "language": rc.language}
+    records, counts = reader(_input_path(cfg), on_error="reject", rejects=sink, **origin)
     seen: dict[str, int] = {}
     for i, r in enumerate(records):
         if r["id"] in seen:
@@ -76,7 +98,8 @@ def _read_inputs(cfg: PipelineConfig) -> tuple[list[dict], list[dict], int]:
                 **{"requests": 0, "prompt_tokens": 0, "completion_tokens": 0},
             }
         )
-    return records, bad, counts.read
+    reasons = count_reasons((rej.field, rej.reason) for rej in sink.rows)
+    return Inputs(records, bad, counts.read, reasons)
 
 
 def _check_prompts(prompts: PromptSet, records: list[dict], cfg: PipelineConfig) -> None:
@@ -122,55 +145,95 @@ def run_rewrite(cfg: PipelineConfig, dry_run: bool = False) -> dict[str, Any]:
     Summary: `in` items (one per input and task, one per conversation and target
     language for translate, one per bad input row) = `out` + `rejected`; `skipped` were
     done by an earlier run; `usage` is this run's tokens, `usage_all_runs` those of
-    every shard written so far.
+    every shard written so far; `rows_read` = `rows_kept` + `rows_rejected` (by reason).
+    AllRejected when no input row (or no item) came through.
     """
     started = time.monotonic()
-    rc = cfg.rewrite
+    rc, out = cfg.rewrite, StageOutput.of(cfg.run, "rewrite")
+    key = _inputs_key(cfg)
+    if not dry_run and (complete := out.summary()) and complete.get("inputs_key") == key:
+        log.info("%s is complete for this config and input: skipping rewrite", out)
+        _check_not_all_rejected(complete, out)
+        return complete | {"skipped": complete["in"], "usage": Usage().as_dict()}
     prompts = load_prompts(rc.prompts_file)
-    records, bad_rows, rows_read = _read_inputs(cfg)
-    _check_prompts(prompts, records, cfg)
-    store = RewriteStore(cfg.run.stage_dir("rewrite"))
+    inputs = _read_inputs(cfg)
+    _check_prompts(prompts, inputs.records, cfg)
+    store = RewriteStore(out)
     done = {i for i, _ in store.statuses()}
-    translate_only = rc.tasks == ["translate"]
-    targets = rc.target_languages if "translate" in rc.tasks else []
-    generate = [t for t in rc.tasks if t in GENERATE_TASKS]
-    generated = [] if translate_only else generate_items(records, generate, targets)
-
-    def translations() -> list[dict]:
-        """Translate items of the conversations there are: the input's (translate
-        alone) or those qa / dialogue items have written so far."""
-        if translate_only:
-            return translate_items(records, targets)
-        ids = {i["id"] for i in generated}
-        return translate_items([c for c in store.read_conversations() if c["id"] in ids], targets)
-
-    new_bad = [r for r in bad_rows if r["id"] not in done]
-    pending = [i for i in generated if i["id"] not in done]
-    for item in pending:  # translations chained to a new conversation, unless written
-        item["targets"] = [t for t in item["targets"] if f"{item['id']}#translate-{t}" not in done]
-    pending += [i for i in translations() if i["id"] not in done]
+    generated, translations = _items(cfg, inputs, store)
+    pending = _pending(generated, translations, done)
     if dry_run:
-        figures = estimate_items(pending, prompts, rc.max_tokens, rc.max_input_chars)
-        known = {r["id"] for r in bad_rows} | {i["id"] for i in generated + translations()}
-        # at most: translations of conversations not made yet count as if all were made
-        chained = figures.pop("chained_items")
-        return {
-            "dry_run": True,
-            "rows_read": rows_read,
-            "in": len(known) + chained,
-            "skipped": len(done & known),
-            "pending": len(new_bad) + figures.pop("items") + chained,
-            **figures,
-        }
-
-    from medbase_ray.config import dump_config
-    from medbase_ray.ray_runtime import init_ray
-    from medbase_ray.rewrite.ray_data import run_items_on_ray
+        return _dry_run(cfg, prompts, inputs, generated, translations(), pending, done)
 
     settings = _teacher_settings(cfg)
     if pending:
         check_teacher(settings)  # a wrong URL or key fails here, before anything is written
-    store.prepare(dump_config(cfg))
+    store.begin(dump_config(cfg))
+    usage = _write_results(cfg, settings, store, inputs.bad_rows, done, pending)
+    expected = {r["id"] for r in inputs.bad_rows} | {i["id"] for i in generated + translations()}
+    summary = _summarize(store, expected) | inputs.counts()
+    summary.update(
+        skipped=len(done & expected),
+        usage=usage.as_dict(),
+        usage_all_runs=store.usage().as_dict(),
+        elapsed_s=round(time.monotonic() - started, 3),
+        inputs_key=key,
+    )
+    out.complete(summary)
+    _check_not_all_rejected(summary, out)
+    return summary
+
+
+def _items(cfg: PipelineConfig, inputs: Inputs, store: RewriteStore):
+    """(qa / dialogue items, a function giving the translate items): of the input's
+    conversations (translate alone) or of those qa / dialogue items wrote so far."""
+    rc = cfg.rewrite
+    translate_only = rc.tasks == ["translate"]
+    targets = rc.target_languages if "translate" in rc.tasks else []
+    generate = [t for t in rc.tasks if t in GENERATE_TASKS]
+    generated = [] if translate_only else generate_items(inputs.records, generate, targets)
+
+    def translations() -> list[dict]:
+        if translate_only:
+            return translate_items(inputs.records, targets)
+        ids = {i["id"] for i in generated}
+        return translate_items([c for c in store.read_conversations() if c["id"] in ids], targets)
+
+    return generated, translations
+
+
+def _pending(generated: list[dict], translations, done: set[str]) -> list[dict]:
+    """The items not written yet; a new conversation's translations ride along with it."""
+    pending = [i for i in generated if i["id"] not in done]
+    for item in pending:  # translations chained to a new conversation, unless written
+        item["targets"] = [t for t in item["targets"] if f"{item['id']}#translate-{t}" not in done]
+    return pending + [i for i in translations() if i["id"] not in done]
+
+
+def _dry_run(cfg, prompts, inputs: Inputs, generated, translations, pending, done) -> dict:
+    rc = cfg.rewrite
+    new_bad = [r for r in inputs.bad_rows if r["id"] not in done]
+    figures = estimate_items(pending, prompts, rc.max_tokens, rc.max_input_chars)
+    known = {r["id"] for r in inputs.bad_rows} | {i["id"] for i in generated + translations}
+    # at most: translations of conversations not made yet count as if all were made
+    chained = figures.pop("chained_items")
+    summary = {
+        "dry_run": True,
+        **inputs.counts(),
+        "in": len(known) + chained,
+        "skipped": len(done & known),
+        "pending": len(new_bad) + figures.pop("items") + chained,
+        **figures,
+    }
+    if inputs.rows_read and not inputs.records:
+        reasons = inputs.rows_rejected_by_reason
+        raise AllRejected("rewrite --dry-run", inputs.rows_read, reasons, "none written (dry run)")
+    return summary
+
+
+def _write_results(cfg, settings, store, bad_rows, done, pending) -> Usage:
+    """Bad input rows and the pending items' results, as shards; this run's usage."""
+    rc = cfg.rewrite
     usage = Usage()
     shards = ShardBuffer(store, rc.rows_per_shard, rc.flush_s)
 
@@ -179,17 +242,21 @@ def run_rewrite(cfg: PipelineConfig, dry_run: bool = False) -> dict[str, Any]:
             usage.add(Usage(r["requests"], r["prompt_tokens"], r["completion_tokens"]))
         shards.add(results)
 
-    write(new_bad)
+    write([r for r in bad_rows if r["id"] not in done])
     try:
         if pending:
+            # imports Ray (a dry run, a fully done run never does)
+            from medbase_ray.rewrite.ray_data import run_items_on_ray
+
             init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.env_vars)
+            checks = Checks(
+                rc.min_turn_chars, rc.max_turn_chars, rc.max_input_chars, rc.chrf_threshold
+            )
             run_items_on_ray(
                 pending,
                 settings,
                 rc.prompts_file,
-                checks=Checks(
-                    rc.min_turn_chars, rc.max_turn_chars, rc.max_input_chars, rc.chrf_threshold
-                ),
+                checks=checks,
                 num_actors=rc.num_actors,
                 actor_num_cpus=rc.actor_num_cpus,
                 rows_per_block=rc.rows_per_block,
@@ -201,17 +268,24 @@ def run_rewrite(cfg: PipelineConfig, dry_run: bool = False) -> dict[str, Any]:
         raise
     finally:
         shards.flush()  # keep what finished, whatever stopped the run
-    expected = {r["id"] for r in bad_rows} | {i["id"] for i in generated + translations()}
-    summary = _summarize(store, expected)
-    summary.update(
-        rows_read=rows_read,
-        skipped=len(done & expected),
-        usage=usage.as_dict(),
-        usage_all_runs=store.usage().as_dict(),
-        elapsed_s=round(time.monotonic() - started, 3),
-    )
-    store.mark_success(summary)
-    return summary
+    return usage
+
+
+def _inputs_key(cfg: PipelineConfig) -> str:
+    """What a complete output was made from: the rewrite config and the input files'
+    names, sizes and times. Equal: a re-run skips the stage from its summary."""
+    path = _input_path(cfg)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
+    text = json.dumps([cfg.rewrite.model_dump(mode="json"), stats], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_not_all_rejected(summary: dict[str, Any], out: StageOutput) -> None:
+    if summary["in"] and not summary["out"]:
+        reasons = {k: v for k, v in summary["rejected_by_reason"].items() if k != "bad_input"}
+        reasons |= {f"bad_input {k}": v for k, v in summary["rows_rejected_by_reason"].items()}
+        raise AllRejected("rewrite", summary["in"], reasons, out.child("rejects"))
 
 
 def _find_cause(exc: BaseException, kind: type[Exception]) -> BaseException | None:
@@ -248,8 +322,8 @@ def _summarize(store: RewriteStore, expected: set[str]) -> dict[str, Any]:
             reasons[reason] += 1
     n_rejected = sum(reasons.values())
     return {
-        "output_dir": str(store.root),
-        "conversations_dir": str(store.conversations),
+        "output_dir": store.root,
+        "conversations_dir": store.conversations,
         "in": len(expected),
         "out": len(expected) - n_rejected,
         "rejected": n_rejected,

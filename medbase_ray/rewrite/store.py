@@ -1,33 +1,31 @@
-"""The rewrite stage's output directory (local filesystem):
+"""The rewrite stage's output directory, a local path or a URI (medbase_ray.storage):
 
     <run>/rewrite/conversations/part-*.parquet   conversation records (id, source, language, turns)
     <run>/rewrite/rejects/part-*.parquet         one row per rejected item, with the reason
-    <run>/rewrite/config.yaml                    the resolved config
-    <run>/rewrite/summary.json                   counts and token usage
-    <run>/rewrite/_SUCCESS                       written last
+    <run>/rewrite/config.yaml                    the resolved config     } medbase_ray.stage.
+    <run>/rewrite/summary.json                   counts and token usage  } StageOutput
+    <run>/rewrite/_SUCCESS                       written last            }
 
-Every shard is written atomically (temp file + rename), so a killed run leaves whole
-shards only; an item is done when its id is in a shard. Each shard's Parquet metadata
-holds the token usage its items spent, so usage adds up across resumed runs.
+Every shard is a whole file written at once (temp file + rename on a local disk, one PUT
+on an object store), so a killed run leaves whole shards only; an item is done when its
+id is in a shard. Each shard's Parquet metadata holds the token usage its items spent,
+so usage adds up across resumed runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import uuid
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from medbase_ray import storage
 from medbase_ray.corpus.records import CONVERSATION_SCHEMA
-from medbase_ray.corpus.writers import write_json, write_parquet
 from medbase_ray.rewrite.teacher import Usage
+from medbase_ray.stage import StageOutput
 
 REJECT_SCHEMA = pa.schema(
     [
@@ -42,32 +40,36 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 USAGE_KEY = b"medbase.usage"
-SUCCESS = "_SUCCESS"
+SHARD_PREFIX = "part-"
 
 
 class RewriteStore:
-    def __init__(self, root: str | Path) -> None:
-        if "://" in str(root):
-            raise ValueError(f"rewrite writes to a local (or mounted) directory, got {root}")
-        self.root = Path(root)
-        self.conversations = self.root / "conversations"
-        self.rejects = self.root / "rejects"
+    """Shards of results under one StageOutput (its path or URI)."""
+
+    def __init__(self, out: StageOutput | str) -> None:
+        self.out = out if isinstance(out, StageOutput) else StageOutput(out)
+        self.root = self.out.uri
+        self.conversations = self.out.child("conversations")
+        self.rejects = self.out.child("rejects")
         self._run_tag = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
 
     # -- what is done ---------------------------------------------------------------
-    def shards(self) -> list[Path]:
-        return sorted(self.conversations.glob("part-*.parquet")) + sorted(
-            self.rejects.glob("part-*.parquet")
-        )
+    def _shards(self, folder: str) -> list[str]:
+        names = storage.list_files(folder, ".parquet")
+        return [s for s in names if s.rpartition("/")[2].startswith(SHARD_PREFIX)]
+
+    def shards(self) -> list[str]:
+        return self._shards(self.conversations) + self._shards(self.rejects)
 
     def statuses(self) -> list[tuple[str, str | None]]:
         """(id, reject reason or None for an output) of every written row, all runs."""
         rows: list[tuple[str, str | None]] = []
-        for shard in sorted(self.conversations.glob("part-*.parquet")):
-            rows.extend((i, None) for i in pq.read_table(shard, columns=["id"])["id"].to_pylist())
-        for shard in sorted(self.rejects.glob("part-*.parquet")):
-            table = pq.read_table(shard, columns=["id", "reason"])
+        for shard in self._shards(self.conversations):
+            ids = storage.read_parquet(shard, columns=["id"])["id"].to_pylist()
+            rows.extend((i, None) for i in ids)
+        for shard in self._shards(self.rejects):
+            table = storage.read_parquet(shard, columns=["id", "reason"])
             rows.extend(zip(table["id"].to_pylist(), table["reason"].to_pylist(), strict=True))
         return rows
 
@@ -75,7 +77,7 @@ class RewriteStore:
         """Token usage of every written shard (all runs)."""
         total = Usage()
         for shard in self.shards():
-            meta = pq.read_schema(shard).metadata or {}
+            meta = storage.open_parquet(shard).schema_arrow.metadata or {}
             if USAGE_KEY in meta:
                 total.add(Usage(**json.loads(meta[USAGE_KEY])))
         return total
@@ -83,51 +85,44 @@ class RewriteStore:
     def read_conversations(self, id_suffixes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Output records, optionally only those whose id ends with one of `id_suffixes`."""
         rows: list[dict[str, Any]] = []
-        for shard in sorted(self.conversations.glob("part-*.parquet")):
-            rows.extend(pq.read_table(shard).to_pylist())
+        for shard in self._shards(self.conversations):
+            rows.extend(storage.read_parquet(shard, columns=CONVERSATION_SCHEMA.names).to_pylist())
         if id_suffixes:
             rows = [r for r in rows if r["id"].endswith(id_suffixes)]
         return rows
 
     # -- writing ----------------------------------------------------------------------
-    def prepare(self, config_yaml: str) -> None:
-        """Make the directories, drop temp files a killed run left, clear _SUCCESS and
-        write the resolved config this run works with."""
-        for d in (self.conversations, self.rejects):
-            d.mkdir(parents=True, exist_ok=True)
-            for tmp in d.glob(".part-*"):
-                tmp.unlink(missing_ok=True)
-        (self.root / SUCCESS).unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config.yaml.", dir=self.root)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(config_yaml)
-        os.replace(tmp, self.root / "config.yaml")
+    def begin(self, config_yaml: str) -> None:
+        """Start or resume: the stage's directory and config (StageOutput.begin), and
+        away with the temp files a killed run left on a local disk."""
+        self.out.begin(config_yaml)
+        for folder in (self.conversations, self.rejects):
+            storage.makedirs(folder)
+            for tmp in storage.list_files(folder, ".tmp"):
+                storage.remove_file(tmp)
 
     def write_results(self, results: list[dict[str, Any]]) -> tuple[int, int]:
         """Write a batch of result rows as one output shard and one rejects shard."""
         outputs = [r for r in results if r["reason"] is None]
         rejects = [r for r in results if r["reason"] is not None]
-        name = f"part-{self._run_tag}-{self._seq:05d}.parquet"
+        name = f"{SHARD_PREFIX}{self._run_tag}-{self._seq:05d}.parquet"
         self._seq += 1
         if outputs:
-            self._write(self.conversations / name, outputs, CONVERSATION_SCHEMA)
+            self._write(storage.join(self.conversations, name), outputs, CONVERSATION_SCHEMA)
         if rejects:
-            self._write(self.rejects / name, rejects, REJECT_SCHEMA)
+            self._write(storage.join(self.rejects, name), rejects, REJECT_SCHEMA)
         return len(outputs), len(rejects)
 
-    def _write(self, path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    def _write(self, uri: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
         usage = Usage()
         for r in rows:
             usage.add(Usage(r["requests"], r["prompt_tokens"], r["completion_tokens"]))
         meta = {USAGE_KEY: json.dumps(asdict(usage)).encode()}
         fields = schema.names
-        write_parquet(
-            path, [{k: r.get(k) for k in fields} for r in rows], schema.with_metadata(meta)
+        table = pa.Table.from_pylist(
+            [{k: r.get(k) for k in fields} for r in rows], schema=schema.with_metadata(meta)
         )
-
-    def mark_success(self, summary: dict[str, Any]) -> None:
-        write_json(self.root / "summary.json", summary)
-        (self.root / SUCCESS).write_text("", encoding="utf-8")
+        storage.write_parquet(uri, table, row_group_rows=max(1, table.num_rows))
 
 
 class ShardBuffer:

@@ -71,15 +71,16 @@ def test_bad_rows_rejected_with_reason_rest_kept(tmp_path: Path) -> None:
 def test_broken_json_and_invalid_utf8(tmp_path: Path) -> None:
     broken = tmp_path / "wiki_en_qa.json"
     broken.write_text('[["q", "a"], ["q2"', encoding="utf-8")
-    with pytest.raises(CorpusError, match="invalid JSON at line 1"):
+    # Read incrementally: the items before the break are read, the break is named.
+    with pytest.raises(CorpusError, match=r"row 1, field '<file>': invalid JSON after item 0"):
         read_conversations(broken)
     latin = tmp_path / "wiki_fr_qa.json"
     latin.write_bytes('[["caf\xe9", "ok"]]'.encode("latin-1"))
-    with pytest.raises(CorpusError, match="invalid UTF-8 at byte"):
+    with pytest.raises(CorpusError, match="invalid UTF-8 before the first item"):
         read_conversations(latin)
     sink = RejectSink()
     _, counts = read_conversations(tmp_path, on_error="reject", rejects=sink)
-    assert counts.rejected == 2 and counts.kept == 0
+    assert counts.rejected == 2 and counts.kept == 1  # ["q", "a"] came before the break
     assert {Path(r.file).name for r in sink.rows} == {"wiki_en_qa.json", "wiki_fr_qa.json"}
 
 
@@ -88,7 +89,7 @@ def test_wrong_nesting_and_bad_file_name(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="expected a JSON list"):
         read_conversations(path)
     odd = write(tmp_path / "noLanguage.json", [["q", "a"]])
-    with pytest.raises(CorpusError, match="<file name>"):
+    with pytest.raises(CorpusError, match=r"row 0, field 'language': the language cannot be"):
         read_conversations(odd)
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from medbase_ray.corpus.rejects import CorpusError
-from medbase_ray.prepare.inputs import group_files, list_conversation_files, read_conversation_file
+from medbase_ray.prepare.inputs import (
+    group_files,
+    iter_conversation_blocks,
+    list_conversation_files,
+)
 
 
 def write(path: Path, data) -> Path:
@@ -37,10 +41,13 @@ def test_conversation_files_are_listed_and_grouped_by_source(tmp_path: Path) -> 
     assert sorted(len(g) for g in groups) == [1, 1, 1, 2, 2] and len(groups[0]) == 2
 
 
-def test_bad_names_and_missing_inputs_are_errors_naming_them(tmp_path: Path) -> None:
+def test_bad_names_are_rejected_and_missing_inputs_are_errors(tmp_path: Path) -> None:
     bad = write(tmp_path / "notes.json", [["q", "a"]])
-    with pytest.raises(CorpusError, match="notes.json"):
-        list_conversation_files([str(tmp_path)])
+    files = list_conversation_files([str(tmp_path)])
+    (table,) = iter_conversation_blocks(files, 2**20)
+    (reject,) = [json.loads(r) for r in table["reject"].to_pylist()]
+    assert reject["file"] == str(bad) and reject["field"] == "language"
+    assert "--language" in reject["reason"]  # the reject says how to give it
     bad.unlink()
     with pytest.raises(CorpusError, match="no conversation files"):
         list_conversation_files([str(tmp_path)])
@@ -50,7 +57,8 @@ def test_bad_names_and_missing_inputs_are_errors_naming_them(tmp_path: Path) -> 
 
 def test_a_file_reads_into_rows_and_reject_rows(tmp_path: Path) -> None:
     path = write(tmp_path / "exam_en.json", [["q", "a"], ["q"], ["q", "a", "q2", "a2"]])
-    table = read_conversation_file(str(path)).to_pylist()
+    (table,) = iter_conversation_blocks([str(path)], 2**20)
+    table = table.to_pylist()
     good = [r for r in table if r["reject"] is None]
     assert [r["index"] for r in good] == [0, 2] and good[0]["source"] == "exam"
     (bad,) = [json.loads(r["reject"]) for r in table if r["reject"] is not None]
@@ -61,3 +69,12 @@ def test_a_file_reads_into_rows_and_reject_rows(tmp_path: Path) -> None:
         "en",
     )
     assert bad["reason"].startswith("odd number of turns")
+
+
+def test_a_big_file_streams_in_blocks(tmp_path: Path) -> None:
+    """Blocks of about block_chars characters, every row once, in order."""
+    path = write(tmp_path / "book_en_qa.json", [[f"q{i}", "a" * 100] for i in range(1000)])
+    blocks = list(iter_conversation_blocks([str(path)], block_chars=10_000))
+    assert len(blocks) == 11  # 1000 rows x ~103 chars / 10,000
+    assert all(b.num_rows <= 98 for b in blocks)
+    assert [i for b in blocks for i in b["index"].to_pylist()] == list(range(1000))

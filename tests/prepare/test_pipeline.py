@@ -48,7 +48,7 @@ def write_bad_inputs(root: Path) -> Path:
             ]
         )
     )
-    (bad / "broken_fr.json").write_text('[["q", "a"], ')  # invalid JSON: the whole file
+    (bad / "broken_fr.json").write_text('[["q", "a"], ')  # invalid JSON after the first item
     (bad / "rows.jsonl").write_text(
         "\n".join(
             [
@@ -65,6 +65,7 @@ def write_bad_inputs(root: Path) -> Path:
 
 def config(root: Path, name: str, inputs: list[str], **prepare):
     sets = [f"run.root={root}", f"run.name={name}", f"prepare.inputs={json.dumps(inputs)}"]
+    sets += ["clean.enabled=false"]  # prepare's own reading of the inputs is under test
     sets += [f"prepare.{k}={v}" for k, v in prepare.items()]
     return load_config(overrides=sets)
 
@@ -100,7 +101,9 @@ def test_counts_add_up_and_bad_rows_are_rejected_with_reasons(prepared, tokenize
     t = m["totals"]
     # In = out + dropped + rejected, against an independent count of the inputs.
     bundled = read_conversations(inputs[0])[1].read
-    bad_items = 7 + 1 + 4  # clinic_en items, broken_fr (the file), rows.jsonl lines
+    # clinic_en items, broken_fr (its first item, read before the break, and the break),
+    # rows.jsonl lines
+    bad_items = 7 + 2 + 4
     assert t["conversations"] == t["samples"] + t["dropped"] + t["rejected"] == bundled + bad_items
     rejects = reject_rows(out, m["rejects"])
     assert len(rejects) == t["dropped"] + t["rejected"]
@@ -111,7 +114,7 @@ def test_counts_add_up_and_bad_rows_are_rejected_with_reasons(prepared, tokenize
         ("clinic_en.json", 4): ("turns[0]", "expected a string, got int"),
         ("clinic_en.json", 5): ("turns", "expected a list of strings, got str"),
         ("clinic_en.json", 6): ("turns", "over-long: "),
-        ("broken_fr.json", None): ("<file>", "invalid JSON"),
+        ("broken_fr.json", 1): ("<file>", "invalid JSON after item 0"),
         ("rows.jsonl", 1): ("<line>", "invalid JSON"),
         ("rows.jsonl", 2): ("source", "missing"),
         ("rows.jsonl", 3): ("language", "unknown language 'xx'"),
@@ -122,10 +125,11 @@ def test_counts_add_up_and_bad_rows_are_rejected_with_reasons(prepared, tokenize
             by_place[place],
         )
     assert by_place[("clinic_en.json", 6)]["kind"] == "dropped"
-    assert t["rejected"] == 4 + 1 + 3  # clinic_en rows, broken_fr (whole file), rows.jsonl
+    assert t["rejected"] == 4 + 1 + 3  # clinic_en rows, broken_fr (the break), rows.jsonl
     clinic = m["sources"]["clinic_en"]
     assert (clinic["samples"], clinic["dropped"], clinic["rejected"]) == (2, 1, 4)
     assert (m["sources"]["forum_es"]["samples"], m["sources"]["broken_fr"]["rejected"]) == (1, 1)
+    assert m["sources"]["broken_fr"]["samples"] == 1  # read before the break
     # Rejects whose source cannot be known (rows.jsonl) are in the totals only.
     assert t["rejected"] == sum(e["rejected"] for e in m["sources"].values()) + 3
 
@@ -233,6 +237,7 @@ def test_small_run_truncates_next_fit_reads_datasets_and_cli(ray_local, tmp_path
     ).save_to_disk(str(hf_dir))
     inputs = [str(bad), f"hf:{hf_dir}"]
     sets = [f"run.root={tmp_path}", "run.name=small", f"prepare.inputs={json.dumps(inputs)}"]
+    sets += ["clean.enabled=false"]  # clean reads local files only; hf: is prepare's
     sets += [f"prepare.seq_len={SEQ_LEN}", "prepare.packing=next_fit"]
     result = CliRunner().invoke(app, ["prepare", *[a for s in sets for a in ("--set", s)]])
     assert result.exit_code == 0, result.output

@@ -67,7 +67,7 @@ def test_a_killed_run_resumes_with_nothing_lost_or_doubled(
     )
     try:
         deadline = time.monotonic() + 120
-        while len(list(store.conversations.glob("part-*.parquet"))) < 2:
+        while len(list(Path(store.conversations).glob("part-*.parquet"))) < 2:
             assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no shard written in time"
             time.sleep(0.05)
@@ -77,7 +77,7 @@ def test_a_killed_run_resumes_with_nothing_lost_or_doubled(
 
     written_before = [i for i, _ in store.statuses()]
     assert 0 < len(written_before) < N_ITEMS, "the kill must land mid-run"
-    assert not (store.root / "_SUCCESS").exists()
+    assert not (Path(store.root) / "_SUCCESS").exists()
     requested_before = Counter(fault_teacher.server.attempts)
 
     summary = run_rewrite(cfg)
@@ -86,7 +86,7 @@ def test_a_killed_run_resumes_with_nothing_lost_or_doubled(
     assert set(ids) == {f"p{i}#dialogue" for i in range(N_ITEMS)}
     assert summary["in"] == N_ITEMS == summary["out"] + summary["rejected"]
     assert summary["skipped"] == len(written_before)
-    assert (store.root / "_SUCCESS").exists()
+    assert (Path(store.root) / "_SUCCESS").exists()
     # finished items were not asked for again; every shard is whole
     again = fault_teacher.server.attempts - requested_before
     asked_again = {i for i in range(N_ITEMS) for p in again if f"] item {i} Hyper" in p}

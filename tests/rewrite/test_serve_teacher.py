@@ -73,4 +73,4 @@ def test_a_wrong_model_name_stops_the_run_with_a_clear_error(tmp_path: Path, tin
     assert "HTTP 404" in str(err.value) and "no-such-model" in str(err.value)
     store = RewriteStore(cfg.run.stage_dir("rewrite"))
     assert store.statuses() == []  # nothing rejected: a re-run with the right model does all
-    assert not (store.root / "_SUCCESS").exists()
+    assert not (Path(store.root) / "_SUCCESS").exists()
