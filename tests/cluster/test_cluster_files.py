@@ -157,6 +157,8 @@ def test_launcher_commands_name_real_jobs_and_a_cloud_run_root(name: str) -> Non
     for command in commands:
         cfg = check_entrypoint(command)
         assert cfg.run.root.startswith(f"{LAUNCHERS[name]}://"), command
+    runtime_envs = re.findall(r"--runtime-env (\S+)", (CLUSTER / f"{name}.yaml").read_text())
+    assert runtime_envs and all((REPO / path).is_file() for path in runtime_envs)
 
 
 # -- KubeRay manifests ---------------------------------------------------------------------
