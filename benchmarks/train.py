@@ -34,7 +34,19 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import ray
+import torch
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from medbase_ray.config import load_config
+from medbase_ray.corpus.readers import read_conversations, sample_dir
+from medbase_ray.models.loading import load_tokenizer
+from medbase_ray.models.tiny import tiny_model_dir
+from medbase_ray.prepare.stream import pack_conversations
+from medbase_ray.ray_runtime import init_ray
+from medbase_ray.train.run import run_train
+
+# Read when DeepSpeed is imported and when the tokenizers are first used (both later).
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -58,9 +70,6 @@ QWEN25_05B = {
 def packed_rows(tokenizer, seq_len: int, packing: str, n_rows: int) -> pa.Table:
     """Bundled conversations, tokenized and packed by the prepare stage's own functions
     (in this process: quicker than the Ray pipeline, same rows), repeated to n_rows."""
-    from medbase_ray.corpus.readers import read_conversations, sample_dir
-    from medbase_ray.prepare.stream import pack_conversations
-
     conversations, _ = read_conversations(sample_dir() / "apollo")
     table = pack_conversations(tokenizer, [c["turns"] for c in conversations], seq_len, packing)
     while table.num_rows < n_rows:
@@ -80,11 +89,6 @@ def run_medbase(
     model: str, rows: pa.Table, steps: int, warmup: int, workdir: Path, extra=()
 ) -> dict:
     """medbase train: 2 workers x 1 CPU, ZeRO-1, on `rows` (micro-batch 2 a worker)."""
-    import ray
-
-    from medbase_ray.config import load_config
-    from medbase_ray.train.run import run_train
-
     cfg = load_config(
         preset="tiny",
         overrides=[
@@ -109,9 +113,6 @@ def run_medbase(
 
 def run_plain(model_dir: str, rows: pa.Table, steps: int, warmup: int, threads: int) -> float:
     """The baseline: one process, `threads` threads, AdamW + clipping, no Ray, no DeepSpeed."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.train()
@@ -135,10 +136,6 @@ def run_plain(model_dir: str, rows: pa.Table, steps: int, warmup: int, threads: 
 
 
 def cpu_figures(quick: bool) -> list[dict]:
-    from medbase_ray.models.loading import load_tokenizer
-    from medbase_ray.models.tiny import tiny_model_dir
-    from medbase_ray.ray_runtime import init_ray
-
     seq_len, warmup, measured = (256, 2, 4) if quick else (512, 4, 16)
     steps = warmup + measured
     model_dir = str(tiny_model_dir())
@@ -195,13 +192,6 @@ def cpu_figures(quick: bool) -> list[dict]:
 
 def gpu_figures(quick: bool) -> list[dict]:
     """Qwen2.5-0.5B shape, random weights, bf16, ZeRO-2, one GPU worker: tokens/s, MFU."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from medbase_ray.models.loading import load_tokenizer
-    from medbase_ray.models.tiny import tiny_model_dir
-    from medbase_ray.ray_runtime import init_ray
-
     seq_len, micro, warmup, measured = (2048, 4, 3, 5) if quick else (2048, 8, 5, 20)
     steps = warmup + measured
     tokenizer = load_tokenizer(str(tiny_model_dir()))
@@ -215,11 +205,6 @@ def gpu_figures(quick: bool) -> list[dict]:
         tokenizer.save_pretrained(model_dir)  # ids < 8192: valid for the larger vocabulary
         del model
         init_ray()
-        import ray
-
-        from medbase_ray.config import load_config
-        from medbase_ray.train.run import run_train
-
         cfg = load_config(
             preset="qwen2.5-0.5b",
             overrides=[

@@ -11,6 +11,7 @@ when the user's config leaves them unset, and refuse a setting that contradicts 
 "Unset" is the config class's default: `model.chat_format: null` (the checkpoint's,
 else Apollo's format), `model.dtype: auto`, a `seq_len` of None. A directory without
 the file (a Hugging Face checkpoint from elsewhere) gives Apollo's format and `auto`.
+The checkpoint may be a local directory or a URI (read through medbase_ray.storage).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from medbase_ray import storage
 from medbase_ray.config import ModelConfig
 from medbase_ray.models.chat import DEFAULT_CHAT_FORMAT
 from medbase_ray.models.loading import resolve_model_path
@@ -46,11 +48,12 @@ class ModelSettings:
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any] | None:
-    """The pipeline config a checkpoint was trained with (None: not one of ours)."""
-    file = Path(path) / CHECKPOINT_CONFIG
-    if not file.is_file():
+    """The pipeline config a checkpoint (a path or URI) was trained with (None: not one
+    of ours, or a hub name)."""
+    file = storage.join(str(path), CHECKPOINT_CONFIG)
+    if not storage.exists(file):
         return None
-    data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    data = yaml.safe_load(storage.read_bytes(file).decode("utf-8"))
     return data if isinstance(data, dict) else None
 
 
@@ -90,9 +93,9 @@ def resolve_model_settings(
         )
     resolved = {k: asked[k] if asked[k] is not None else saved_values[k] for k in asked}
     tokenizer_path = local
-    if not any((Path(local) / f).exists() for f in _TOKENIZER_FILES) and saved_model.get(
-        "name_or_path"
-    ):
+    if not any(
+        storage.exists(storage.join(local, f)) for f in _TOKENIZER_FILES
+    ) and saved_model.get("name_or_path"):
         tokenizer_path = resolve_model_path(saved_model["name_or_path"])
     return ModelSettings(
         path=local,

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from medbase_ray.corpus.readers import sample_dir
 from medbase_ray.models.chat import APOLLO_CHAT_TEMPLATE, EOS
 from medbase_ray.storage import cache_root
 
@@ -44,8 +45,6 @@ RECIPE_VERSION = 2  # bump when the build code changes in a way the hash cannot 
 
 def _training_texts() -> list[str]:
     """Every string of the bundled corpus and benchmark, in a fixed order."""
-    from medbase_ray.corpus.readers import sample_dir
-
     texts: list[str] = []
     for path in sorted(sample_dir().rglob("*.json")):
         stack = [json.loads(path.read_text(encoding="utf-8"))]
@@ -75,6 +74,8 @@ def recipe_hash() -> str:
 
 def train_tokenizer(texts: list[str]):
     """A byte-level BPE tokenizer (every string round-trips) with EOS and pad tokens."""
+    # Heavy, and only needed to build: this module is imported by models.loading, which
+    # stays importable without transformers.
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -111,7 +112,7 @@ def train_tokenizer(texts: list[str]):
 
 def build_tiny(out_dir: Path) -> None:
     """Write the tokenizer and the randomly initialised model to `out_dir`."""
-    import torch
+    import torch  # heavy, and only needed to build (see train_tokenizer)
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = train_tokenizer(_training_texts())
@@ -126,12 +127,7 @@ def build_tiny(out_dir: Path) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "medbase_recipe.json").write_text(
-        json.dumps(
-            {"model": TINY_MODEL_CONFIG, "tokenizer": TOKENIZER_RECIPE, "seed": SEED}, indent=2
-        )
-    )
+    tokenizer.save_pretrained(out_dir)  # the recipe is the directory's name (recipe_hash)
 
 
 def tiny_model_dir() -> Path:

@@ -4,13 +4,14 @@ One checkpoint directory (`checkpoint_step_000040/`) is both:
 
     config.json, model.safetensors, generation_config.json   the trained model
     tokenizer.json, tokenizer_config.json, chat_template...   its tokenizer (Apollo template)
-    medbase_config.yaml       the resolved pipeline config the run was made with
-    medbase_train.json        chat format, step, epoch, data position, step plan
+    medbase_config.yaml       the resolved pipeline config the run was made with: chat
+                              format, dtype, seq_len (models.checkpoint_info reads it)
+    medbase_train.json        step, epoch, data position, step plan (what resume reads)
     training_state/           DeepSpeed's checkpoint (ZeRO shards of every worker)
 
 so `AutoModelForCausalLM.from_pretrained(ckpt)`, `medbase serve ckpt` and `medbase eval`
-load it as it is, and `--resume` restores the exact optimizer, schedule and data
-position. Every worker writes its own files into a local directory and reports it;
+load it as it is (with its chat format, dtype and tokenizer), and `--resume` restores
+the exact optimizer, schedule and data position. Every worker writes its own files into a local directory and reports it;
 Ray Train merges them into one directory in storage (the names never collide: DeepSpeed
 names shards by rank).
 """
@@ -18,15 +19,15 @@ names shards by rank).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
+
+from medbase_ray import storage
+from medbase_ray.models.checkpoint_info import CHECKPOINT_CONFIG
 
 TRAINING_STATE_DIR = "training_state"
 DEEPSPEED_TAG = "state"
 TRAIN_META_FILE = "medbase_train.json"
-CONFIG_FILE = "medbase_config.yaml"
-CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_step_(\d+)$")
 
 
 def checkpoint_dir_name(step: int) -> str:
@@ -56,31 +57,32 @@ def write_checkpoint(
     meta: dict[str, Any],
     config_yaml: str,
 ) -> None:
-    """Write this rank's part of a checkpoint into `out_dir` (all ranks call it)."""
+    """Write this rank's part of a checkpoint into `out_dir` (all ranks call it).
+
+    meta: the training position (step, epoch, micro_batches_in_epoch) and step plan.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     export_model(engine, out_dir, is_rank0)
     if is_rank0:
         tokenizer.save_pretrained(out_dir)
         (out_dir / TRAIN_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        (out_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
-    # The data position rides along in DeepSpeed's client state, beside the optimizer.
-    engine.save_checkpoint(
-        str(out_dir / TRAINING_STATE_DIR), tag=DEEPSPEED_TAG, client_state={"medbase": meta}
-    )
+        (out_dir / CHECKPOINT_CONFIG).write_text(config_yaml, encoding="utf-8")
+    engine.save_checkpoint(str(out_dir / TRAINING_STATE_DIR), tag=DEEPSPEED_TAG)
 
 
 def restore_checkpoint(engine, ckpt_dir: Path) -> dict[str, Any]:
-    """Load weights, optimizer, schedule into `engine`; returns the saved train meta."""
+    """Load weights, optimizer, schedule into `engine`; returns the saved train meta
+    (the training position and step plan of medbase_train.json)."""
     state_dir = ckpt_dir / TRAINING_STATE_DIR
     if not state_dir.is_dir():
         raise FileNotFoundError(
             f"checkpoint {ckpt_dir} has no {TRAINING_STATE_DIR}/: it cannot be resumed "
             "(an exported model only?)"
         )
-    load_path, client_state = engine.load_checkpoint(str(state_dir), tag=DEEPSPEED_TAG)
-    if load_path is None or "medbase" not in (client_state or {}):
+    load_path, _ = engine.load_checkpoint(str(state_dir), tag=DEEPSPEED_TAG)
+    if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the training state in {state_dir}")
-    return client_state["medbase"]
+    return read_train_meta(ckpt_dir)
 
 
 def check_resumable(saved_plan: dict[str, int], plan: dict[str, int], ckpt: str) -> None:
@@ -94,18 +96,6 @@ def check_resumable(saved_plan: dict[str, int], plan: dict[str, int], ckpt: str)
         )
 
 
-def read_train_meta(ckpt_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(ckpt_dir) / TRAIN_META_FILE).read_text())
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints under a local run directory, oldest first."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        return []
-    found = [
-        p
-        for p in root.iterdir()
-        if CHECKPOINT_DIR_RE.match(p.name) and (p / TRAIN_META_FILE).exists()
-    ]
-    return sorted(found, key=lambda p: int(CHECKPOINT_DIR_RE.match(p.name).group(1)))
+def read_train_meta(ckpt: str | Path) -> dict[str, Any]:
+    """The training position and step plan of a checkpoint (a local path or a URI)."""
+    return json.loads(storage.read_bytes(storage.join(str(ckpt), TRAIN_META_FILE)))

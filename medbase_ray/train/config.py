@@ -2,7 +2,9 @@
 
 The DeepSpeed config is not written by hand: `medbase_ray.train.deepspeed_config`
 derives it from these few knobs and Ray's world size, so the batch arithmetic always
-agrees (global batch = micro_batch_size x grad_accum_steps x num_workers).
+agrees (global batch = micro_batch_size x grad_accum_steps x num_workers). The precision
+is `model.dtype` (one setting for train, serve and eval): DeepSpeed's bf16/fp16 modes
+follow from it.
 """
 
 from __future__ import annotations
@@ -93,9 +95,6 @@ class TrainConfig(StrictModel):
             " by (seed, epoch) as Hugging Face's Trainer does (a buffer at least the shard's "
             "size gives a full permutation). 0: every epoch in the mixture's order."
         ),
-    )
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        default="auto", description="auto: bf16 on GPU, fp32 on CPU."
     )
     gradient_checkpointing: bool = Field(
         default=False,

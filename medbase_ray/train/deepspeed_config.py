@@ -1,39 +1,37 @@
 """The DeepSpeed config, derived from TrainConfig and Ray's world size.
 
-Users set a few knobs (micro batch, accumulation, clipping, precision, ZeRO stage,
-offload); everything DeepSpeed checks for consistency is computed here, so that
-`train_batch_size == micro x accum x world_size` holds by construction.
+Users set a few knobs (micro batch, accumulation, clipping, ZeRO stage, offload, and
+`model.dtype` for the precision); everything DeepSpeed checks for consistency is computed
+here, so that `train_batch_size == micro x accum x world_size` holds by construction.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
+from medbase_ray.models.loading import resolve_dtype
 from medbase_ray.train.config import TrainConfig
-
-Precision = Literal["fp32", "bf16", "fp16"]
-
-
-def resolve_precision(precision: str, on_gpu: bool) -> Precision:
-    """ "auto": bf16 on GPU, fp32 on CPU (CPU bf16 matmuls are slow and imprecise)."""
-    if precision == "auto":
-        return "bf16" if on_gpu else "fp32"
-    if precision == "fp16" and not on_gpu:
-        raise ValueError("train.precision fp16 needs a GPU; use fp32 (or auto) on CPU")
-    return precision  # type: ignore[return-value]
 
 
 def build_deepspeed_config(
-    train: TrainConfig, world_size: int, on_gpu: bool, total_steps: int | None = None
+    train: TrainConfig,
+    world_size: int,
+    on_gpu: bool,
+    total_steps: int | None = None,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     """The `config` argument of `deepspeed.initialize` for this run.
 
-    The optimizer is declared here (so DeepSpeed can shard and offload it); the learning
-    rate schedule is passed to `deepspeed.initialize` as a callable, see `recipe.py`.
+    dtype: `model.dtype` ("auto", or the name the worker resolved): DeepSpeed's bf16 /
+    fp16 modes follow from it. The optimizer is declared here (so DeepSpeed can shard and
+    offload it); the learning rate schedule is passed to `deepspeed.initialize` as a
+    callable, see `recipe.py`.
     """
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
-    precision = resolve_precision(train.precision, on_gpu)
+    dtype = resolve_dtype(dtype, on_gpu)
+    if dtype == "float16" and not on_gpu:
+        raise ValueError("model.dtype float16 needs a GPU to train; use float32 (or auto) on CPU")
     zero: dict[str, Any] = {"stage": train.zero_stage}
     if train.zero_stage >= 1:
         # Overlap the gradient reduction with the backward pass; contiguous buckets
@@ -63,8 +61,9 @@ def build_deepspeed_config(
         "gradient_clipping": train.clip_grad_norm,
         "zero_optimization": zero,
         "optimizer": {"type": "AdamW", "params": optimizer_params},
-        "bf16": {"enabled": precision == "bf16"},
-        "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "bf16": {"enabled": dtype == "bfloat16"},
+        # fp16 needs dynamic loss scaling (0: DeepSpeed's default dynamic scaler).
+        "fp16": {"enabled": dtype == "float16", "loss_scale": 0, "initial_scale_power": 16},
         # ZeRO-Offload with torch's AdamW instead of DeepSpeedCPUAdam: slower, but no JIT build.
         "zero_force_ds_cpu_optimizer": not train.torch_adam,
         "steps_per_print": total_steps or 10**9,  # medbase logs its own metrics

@@ -10,17 +10,16 @@ from __future__ import annotations
 import tempfile
 
 import torch.distributed as dist
+import yaml
+
+from medbase_ray.config import PipelineConfig
+from medbase_ray.eval.lm import InProcessLM
+from medbase_ray.eval.runner import run_eval
 
 
 def benchmark_accuracy(model, tokenizer, config_yaml: str) -> dict[str, float]:
     """Accuracy of `model` on the benchmark's dev split: `dev_accuracy` (the macro
     average over languages) and `dev_accuracy_<language>` for each language."""
-    import yaml
-
-    from medbase_ray.config import PipelineConfig
-    from medbase_ray.eval.lm import InProcessLM
-    from medbase_ray.eval.runner import run_eval
-
     cfg = PipelineConfig.model_validate(yaml.safe_load(config_yaml))
     ecfg = cfg.eval
     # The dev split is the one scored; no shots (the swap keeps the two splits distinct).
@@ -37,7 +36,7 @@ def benchmark_accuracy(model, tokenizer, config_yaml: str) -> dict[str, float]:
 
 def dev_benchmark_accuracy(engine, tokenizer, config_yaml: str, rank: int) -> dict[str, float]:
     """benchmark_accuracy on rank 0, the same figures on every rank (call on all ranks)."""
-    import deepspeed
+    import deepspeed  # in the workers only, as in loop.setup_engine
 
     # ZeRO-3 holds a slice of each weight per rank: gather them for the duration.
     params = list(engine.module.parameters()) if engine.zero_optimization_stage() == 3 else []

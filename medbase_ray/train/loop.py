@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
 
+from medbase_ray.models.loading import load_chat_tokenizer, resolve_dtype, resolve_model_path
 from medbase_ray.train.checkpoint import (
     check_resumable,
     checkpoint_dir_name,
@@ -38,7 +41,7 @@ from medbase_ray.train.checkpoint import (
     write_checkpoint,
 )
 from medbase_ray.train.config import TrainConfig
-from medbase_ray.train.deepspeed_config import build_deepspeed_config, resolve_precision
+from medbase_ray.train.deepspeed_config import build_deepspeed_config
 from medbase_ray.train.dev_eval import dev_benchmark_accuracy
 from medbase_ray.train.metrics import MetricsWindow, StepStats, peak_memory_mb
 from medbase_ray.train.recipe import StepPlan, build_lr_scheduler, param_groups
@@ -59,7 +62,8 @@ class WorkerRun:
 
     train: TrainConfig
     model_name_or_path: str
-    chat_format: str
+    chat_format: str  # resolved: "apollo" or "template"
+    dtype: str  # model.dtype ("auto": resolved on the worker's device)
     trust_remote_code: bool
     plan: StepPlan
     config_yaml: str  # the resolved pipeline config, stored in every checkpoint
@@ -98,11 +102,10 @@ def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
 
 def setup_engine(run: WorkerRun, world_size: int, device: torch.device):
     """Model + DeepSpeed engine (optimizer, schedule, ZeRO) for this worker."""
+    # Imported in the workers only: the driver imports this module (WorkerRun) and needs
+    # no DeepSpeed, which picks its accelerator as it is imported.
     import deepspeed
-    from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
-
-    from medbase_ray.models.loading import resolve_model_path
 
     train, plan = run.train, run.plan
     on_gpu = device.type == "cuda"
@@ -114,16 +117,14 @@ def setup_engine(run: WorkerRun, world_size: int, device: torch.device):
     # DeepSpeed's view of the process group Ray Train set up (its configs read the world
     # size from it, HfDeepSpeedConfig included).
     deepspeed.init_distributed()
-    ds_config = build_deepspeed_config(train, world_size, on_gpu, plan.total_steps)
+    dtype = resolve_dtype(run.dtype, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
+    ds_config = build_deepspeed_config(train, world_size, on_gpu, plan.total_steps, dtype)
     # ZeRO-3: from_pretrained partitions each weight as it loads (deepspeed.zero.Init), so
     # no worker holds the whole model; transformers finds this object through a weakref.
     zero3_init = HfDeepSpeedConfig(ds_config) if train.zero_stage == 3 else None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
-        resolve_precision(train.precision, on_gpu)
-    ]
     model = AutoModelForCausalLM.from_pretrained(
         resolve_model_path(run.model_name_or_path),
-        dtype=dtype,
+        dtype=getattr(torch, dtype),  # model.dtype's names are torch's
         trust_remote_code=run.trust_remote_code,
     )
     model.config.use_cache = False
@@ -226,8 +227,7 @@ def checkpoint_in_tempdir(
     engine, tokenizer, run: WorkerRun, pos: dict[str, int], rank: int
 ) -> Iterator[str]:
     """This rank's part of the checkpoint at `pos`, in a local directory for the block."""
-    meta = {**pos, "chat_format": run.chat_format, "plan": run.plan.to_dict()}
-    meta["model_name_or_path"] = run.model_name_or_path
+    meta = {**pos, "plan": run.plan.to_dict()}  # chat format, model: in run.config_yaml
     with tempfile.TemporaryDirectory(prefix="medbase-ckpt-") as tmp:
         ckpt = Path(tmp) / checkpoint_dir_name(pos["step"])
         write_checkpoint(
@@ -235,22 +235,6 @@ def checkpoint_in_tempdir(
             config_yaml=run.config_yaml,
         )  # fmt: skip
         yield str(ckpt)
-
-
-def load_tokenizer(run: WorkerRun):
-    """The model's tokenizer, saved in every checkpoint; with Apollo's chat template when
-    that is the format trained on, since serve and eval render prompts with it."""
-    from transformers import AutoTokenizer
-
-    from medbase_ray.models.chat import APOLLO_CHAT_TEMPLATE
-    from medbase_ray.models.loading import resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(run.model_name_or_path), trust_remote_code=run.trust_remote_code
-    )
-    if run.chat_format == "apollo":
-        tokenizer.chat_template = APOLLO_CHAT_TEMPLATE
-    return tokenizer
 
 
 def groups_of(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
@@ -272,8 +256,6 @@ def train_worker(
     train_batches(epoch) starts a pass over this worker's shard, in an order fixed by the
     epoch (seeded), so a resumed run skips exactly the micro-batches it already trained on.
     """
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # per-worker load/save bars would garble the driver's
     train, plan = run.train, run.plan
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -287,7 +269,11 @@ def train_worker(
     )
     torch.manual_seed(train.seed)
     engine = setup_engine(run, world_size, device)
-    tokenizer = load_tokenizer(run)
+    # Saved in every checkpoint, with the chat template of the format trained on; a
+    # resumed run keeps the tokenizer of the checkpoint it resumes.
+    tokenizer = load_chat_tokenizer(
+        restore_dir or run.model_name_or_path, run.chat_format, run.trust_remote_code
+    )
 
     # Where we are: optimizer steps done, and micro-batches of the current epoch consumed.
     pos = {"step": 0, "epoch": 0, "micro_batches_in_epoch": 0}

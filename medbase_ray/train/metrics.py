@@ -36,6 +36,8 @@ def peak_memory_mb() -> tuple[float, float]:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes vs KiB
     gpu_mb = 0.0
+    # torch (and tensorboard, below) only where metrics are made: this module also reads
+    # metrics.csv back for a finished run (run_train's skip, the report) without them.
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -111,7 +113,7 @@ class MetricsLog:
 
     def _tensorboard(self, row: dict[str, Any]) -> None:
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # heavy: see peak_memory_mb
 
             self._writer = SummaryWriter(str(self.dir / "tensorboard"))
         for key in CSV_COLUMNS[2:]:

@@ -17,6 +17,7 @@ import numpy as np
 import ray.train
 from ray.data import Dataset, ExecutionOptions
 from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.experimental import tqdm_ray
 from ray.train import (
     Checkpoint,
     CheckpointConfig,
@@ -94,8 +95,6 @@ class ProgressCallback(UserCallback):
         self._started_s = time.time()
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        from ray.experimental import tqdm_ray
-
         row = dict(metrics[0])  # metrics are reduced over workers: rank 0's say it all
         row["elapsed_s"] = round(time.time() - self._started_s, 3)
         if self._log is None:

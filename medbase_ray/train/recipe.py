@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from transformers import get_scheduler
+
 from medbase_ray.train.config import TrainConfig
 
 
@@ -35,8 +37,6 @@ def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_lr_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int):
     """transformers' schedules (what Apollo's Trainer used): linear warmup, then decay."""
-    from transformers import get_scheduler
-
     if name == "constant":
         name = "constant_with_warmup"
     return get_scheduler(

@@ -10,7 +10,7 @@ import torch
 from medbase_ray.corpus.readers import sample_dir
 from medbase_ray.models.chat import apollo_prompt, apollo_segments
 from medbase_ray.models.loading import load_model, load_tokenizer, resolve_model_path
-from medbase_ray.models.tiny import TINY_MODEL_CONFIG, _training_texts, recipe_hash
+from medbase_ray.models.tiny import TINY_MODEL_CONFIG, _training_texts, recipe_hash, tiny_model_dir
 
 
 def test_tiny_dir_is_a_normal_hf_model_dir(tiny_dir: Path) -> None:
@@ -93,6 +93,19 @@ def test_forward_backward_on_cpu(tiny_dir: Path) -> None:
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    # Random init is deterministic: the same recipe gives the same weights.
-    again = load_model(str(tiny_dir))
-    assert torch.equal(next(model.parameters()).detach(), next(again.parameters()).detach())
+
+
+def test_same_recipe_builds_the_same_model(tiny_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Built again from scratch in another cache: every tensor and the tokenizer equal
+    (the seeded init and the BPE training are deterministic), so every process and
+    machine that builds the embedded model gets this one."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("MEDBASE_CACHE", str(tmp_path))
+    rebuilt = tiny_model_dir()
+    assert rebuilt.parent == tmp_path / "models" and rebuilt.name == tiny_dir.name
+    ours, theirs = (load_file(str(d / "model.safetensors")) for d in (tiny_dir, rebuilt))
+    assert ours.keys() == theirs.keys() and len(ours) > 10
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), name
+    assert (rebuilt / "tokenizer.json").read_bytes() == (tiny_dir / "tokenizer.json").read_bytes()

@@ -116,7 +116,7 @@ def test_resume_continues_exactly(world_of_one, local_rows, make_cfg, tmp_path: 
     cfg = make_cfg(tmp_path, "train.max_steps=6", "train.save_steps=3", "train.zero_stage=1")
     rows = local_rows.slice(0, 8)  # 4 micro-batches of 2: an epoch is 4 steps
     plan = plan_steps(rows.num_rows, 1, cfg.train)
-    run = WorkerRun(cfg.train, "tiny", "apollo", False, plan, dump_config(cfg))
+    run = WorkerRun(cfg.train, "tiny", "apollo", "auto", False, plan, dump_config(cfg))
     saved: dict[str, list] = {"a": [], "b": []}
 
     def reporter(key: str):

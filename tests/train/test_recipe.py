@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from medbase_ray.models.loading import resolve_dtype
 from medbase_ray.train.config import TrainConfig
-from medbase_ray.train.deepspeed_config import build_deepspeed_config, resolve_precision
+from medbase_ray.train.deepspeed_config import build_deepspeed_config
 from medbase_ray.train.recipe import build_lr_scheduler, param_groups, plan_steps
 
 
@@ -43,12 +44,25 @@ def test_deepspeed_config_follows_the_knobs() -> None:
     assert "offload_optimizer" not in cpu["zero_optimization"]
 
 
-def test_precision() -> None:
-    assert resolve_precision("auto", on_gpu=True) == "bf16"
-    assert resolve_precision("auto", on_gpu=False) == "fp32"
-    assert resolve_precision("bf16", on_gpu=False) == "bf16"
-    with pytest.raises(ValueError, match="fp16 needs a GPU"):
-        resolve_precision("fp16", on_gpu=False)
+def test_precision_follows_model_dtype() -> None:
+    """model.dtype is the one precision setting; DeepSpeed's modes follow from it."""
+    assert resolve_dtype("auto", on_gpu=True) == "bfloat16"
+    assert resolve_dtype("auto", on_gpu=True, gpu_has_bf16=False) == "float32"
+    assert resolve_dtype("auto", on_gpu=False) == "float32"
+    assert resolve_dtype("bfloat16", on_gpu=False) == "bfloat16"
+    train = TrainConfig()
+    modes = {
+        dtype: (ds["bf16"]["enabled"], ds["fp16"]["enabled"])
+        for dtype in ("float32", "bfloat16", "float16")
+        for ds in [build_deepspeed_config(train, 2, on_gpu=True, dtype=dtype)]
+    }
+    assert modes == {
+        "float32": (False, False), "bfloat16": (True, False), "float16": (False, True)
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="float16 needs a GPU"):
+        build_deepspeed_config(train, 2, on_gpu=False, dtype="float16")
+    with pytest.raises(ValidationError, match="precision"):  # the old setting is gone
+        TrainConfig(precision="bf16")
 
 
 def test_apollo_recipe_is_the_default() -> None:

@@ -18,7 +18,10 @@ import pytest
 import torch
 
 from medbase_ray.corpus.languages import LANGUAGES
-from medbase_ray.train.checkpoint import CONFIG_FILE, TRAIN_META_FILE, read_train_meta
+from medbase_ray.eval.runner import run_eval
+from medbase_ray.models.checkpoint_info import SettingsConflict, read_checkpoint_config
+from medbase_ray.prepare.manifest import read_manifest
+from medbase_ray.train.checkpoint import TRAIN_META_FILE, TRAINING_STATE_DIR, read_train_meta
 from medbase_ray.train.metrics import read_metrics
 from medbase_ray.train.run import TrainRunError, run_train
 
@@ -148,17 +151,22 @@ def check_reload(out: dict) -> None:
     torch.testing.assert_close(logits, torch.tensor(probe["logits"]), atol=1e-5, rtol=0)
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt))
     assert tokenizer.chat_template == APOLLO_CHAT_TEMPLATE
-    meta = read_train_meta(ckpt)
-    assert meta["chat_format"] == "apollo" and meta["step"] == out["steps"]
-    assert (ckpt / CONFIG_FILE).exists() and (ckpt / TRAIN_META_FILE).exists()
+    # What serve and eval read back: the chat format resolved (the config set none).
+    saved = read_checkpoint_config(ckpt)
+    assert saved["model"]["chat_format"] == "apollo"
+    # final/ is the last checkpoint without what only resuming reads.
+    assert read_train_meta(out["last_checkpoint"])["step"] == out["steps"]
+    assert not (ckpt / TRAIN_META_FILE).exists() and not (ckpt / TRAINING_STATE_DIR).exists()
 
 
 def test_zero3_runs_from_prepared_data(ray_local, prepared_dir, make_cfg, tmp_path) -> None:
     """ZeRO-3 from the prepared directory (fingerprint checked), streaming with half a
-    CPU per worker so that Ray Data's read tasks get the rest; the benchmark's dev split
-    is scored at the end (the weights gathered for the eval stage)."""
+    CPU per worker so that Ray Data's read tasks get the rest, under a `file://` run root
+    (a re-run skips it); the benchmark's dev split is scored at the end (the weights
+    gathered for the eval stage), and the eval stage scores final/ the same."""
     cfg = make_cfg(
         tmp_path,
+        f"run.root=file://{tmp_path}",
         "train.max_steps=8",
         "train.lr_scheduler=constant",
         "train.zero_stage=3",
@@ -167,17 +175,43 @@ def test_zero3_runs_from_prepared_data(ray_local, prepared_dir, make_cfg, tmp_pa
         "train.dev_benchmark=true",
     )
     out = run_train(cfg, data_dir=prepared_dir)
+    run_dir = tmp_path / "t" / "train"
+    assert out["run_dir"] == f"file://{run_dir}" and (run_dir / "_SUCCESS").exists()
+    assert Path(out["checkpoint"]) == run_dir / "final"
     losses = [m["loss"] for m in out["metrics"]]
     assert len(losses) == 8 and losses[-1] < losses[0] - 1.0, losses
     check_reload(out)  # the 16-bit weights gathered from both workers
     final = out["final"]
-    per_language = [final[f"dev_accuracy_{lang}"] for lang in LANGUAGES]
-    assert all(0.0 <= a <= 1.0 for a in per_language)
-    assert final["dev_accuracy"] == pytest.approx(sum(per_language) / len(per_language))
     assert "dev_accuracy" not in out["metrics"][0]  # only at eval points (here: the end)
-    # What it trained on: the proportional mixture of every language.
+
+    # The eval stage, in-process on final/, scoring the dev split without shots (what
+    # dev_benchmark scores): the same figures.
+    dev_cfg = cfg.model_copy(deep=True)
+    dev_cfg.eval.split, dev_cfg.eval.dev_split = cfg.eval.dev_split, cfg.eval.split
+    dev_cfg.eval.k_shot = dev_cfg.eval.bootstrap_samples = 0
+    report = run_eval(dev_cfg, model_path=out["checkpoint"], out_dir=str(tmp_path / "dev-eval"))
+    accuracy = report["accuracy"]
+    assert set(accuracy["languages"]) == set(LANGUAGES)
+    for lang in LANGUAGES:
+        assert final[f"dev_accuracy_{lang}"] == accuracy["languages"][lang]["accuracy"], lang
+    assert final["dev_accuracy"] == pytest.approx(accuracy["macro_average"]["accuracy"], abs=1e-12)
+
+    # What it trained on: each language's share of the mixture is its share of the
+    # manifest's tokens, each source repeated its mixture.epochs.
+    manifest = read_manifest(prepared_dir)
+    epochs = cfg.mixture.epochs
+    tokens = dict.fromkeys(LANGUAGES, 0.0)
+    for key, source in manifest["sources"].items():
+        repeat = epochs.get(key, epochs.get(source["source"], 1.0))
+        tokens[source["language"]] += source["real_tokens"] * repeat
     shares = out["mixture"]["language_shares"]
-    assert set(shares) == set(LANGUAGES) and sum(shares.values()) == pytest.approx(1.0)
+    assert set(shares) == set(LANGUAGES)
+    for lang in LANGUAGES:
+        assert shares[lang] == pytest.approx(tokens[lang] / sum(tokens.values()), abs=0.02), lang
+
+    again = run_train(cfg, data_dir=prepared_dir)  # complete: skipped, same answer
+    assert again["skipped"] and again["checkpoint"] == out["checkpoint"]
+    assert again["final"] == final and again["metrics"] == out["metrics"]
 
 
 def test_cli_refuses_data_prepared_for_another_tokenizer(prepared_dir, tiny_dir, tmp_path) -> None:
@@ -284,6 +318,11 @@ def test_failed_run_keeps_its_checkpoint_and_resumes_exactly(
     assert "checkpoint_step_" in str(error) and "--resume" in str(error)
     with pytest.raises(TrainRunError, match="pass --resume"):
         run_train(cfg, dataset=data)  # a fresh run would overwrite it: refused
+    template = cfg.model_copy(
+        update={"model": cfg.model.model_copy(update={"chat_format": "template"})}
+    )
+    with pytest.raises(SettingsConflict, match="is 'template' but .* trained with 'apollo'"):
+        run_train(template, dataset=data, resume=True)  # not the checkpoint's format
 
     out = run_train(cfg, dataset=data, resume=True)
     steps = [m["step"] for m in out["metrics"]]
