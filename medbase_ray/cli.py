@@ -162,6 +162,42 @@ def rewrite(
 
 
 @app.command()
+def clean(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+    input_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="Conversation file or dir (repeatable; default: prepare.inputs, else the bundled corpus).",
+        ),
+    ] = None,
+    flag_only: Annotated[
+        bool,
+        typer.Option("--flag-only", help="Keep contaminated records; list them in flagged/."),
+    ] = False,
+) -> None:
+    """Check conversations against the benchmark (n-grams) and remove exact and near
+    duplicates, on Ray Data; writes clean/conversations, rejects and report.md."""
+    from medbase_ray.clean.pipeline import CleanError, run_clean
+
+    overrides = list(set_ or [])
+    overrides += [f"clean.inputs={json.dumps(input_)}"] if input_ else []
+    overrides += ["clean.action=flag"] if flag_only else []
+    cfg = _config(config, preset, overrides, address)
+    try:
+        summary = run_clean(cfg)
+    except (CorpusError, CleanError, EvalError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    state = "already complete, skipped" if summary["skipped"] else "written"
+    typer.echo(f"clean: {summary['output_dir']} ({state}); report: report.md there")
+    typer.echo(json.dumps(summary["total"]))
+
+
+@app.command()
 def prepare(
     config: ConfigOpt = None,
     preset: PresetOpt = None,

@@ -123,11 +123,12 @@ class CleanConfig(StrictModel):
         ge=1,
         description="Input bytes per read task (files are grouped up to this size).",
     )
-    partitions: int = Field(
-        default=8,
+    partition_input_mb: int = Field(
+        default=64,
         ge=1,
         description=(
-            "Key partitions of the dedup pass: each one task, holding 1/partitions of the keys."
+            "Input bytes per key partition of the dedup pass (one task each): the number of "
+            "partitions grows with the corpus, so a task's memory (~5x this) does not."
         ),
     )
     num_workers: int | None = Field(

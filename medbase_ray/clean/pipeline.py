@@ -20,7 +20,10 @@ again; a complete one is reused when made with the same settings.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -139,7 +142,7 @@ def _map_each(items: list[dict], fn, **kwargs: Any):
 def _resolved(cfg: PipelineConfig, inputs: list[str], benchmarks: list[str]) -> dict[str, Any]:
     """What the output depends on (compared before a complete output is reused)."""
     settings = cfg.clean.model_dump(mode="json", exclude={"enabled", "output", "inputs"})
-    for key in ("batch_rows", "task_input_mb", "partitions", "num_workers", "top_items"):
+    for key in ("batch_rows", "task_input_mb", "partition_input_mb", "num_workers", "top_items"):
         settings.pop(key)
     return {"inputs": inputs, "benchmarks": benchmarks, "clean": settings}
 
@@ -170,9 +173,12 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
     work = out.child(WORK)
     dedup = dedup_settings(c)
 
-    groups = group_files(list_conversation_files(inputs), c.task_input_mb * 2**20)
-    files = ray.data.from_items([{"paths": g} for g in groups], override_num_blocks=len(groups))
-    annotated = files.map_batches(
+    files = list_conversation_files(inputs)
+    groups = group_files(files, c.task_input_mb * 2**20)
+    input_bytes = sum(Path(f).stat().st_size for f in files)
+    partitions = max(1, math.ceil(input_bytes / (c.partition_input_mb * 2**20)))
+    reads = ray.data.from_items([{"paths": g} for g in groups], override_num_blocks=len(groups))
+    annotated = reads.map_batches(
         read_groups, batch_size=1, batch_format="pyarrow", fn_kwargs={"block_rows": c.batch_rows}
     ).map_batches(
         Annotator,
@@ -185,13 +191,13 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
             "dedup": dedup,
             "remove": c.action == "remove",
             "work": work,
-            "partitions": c.partitions,
+            "partitions": partitions,
         },
     )
     shards = [r["shard"] for r in annotated.take_all()]
     by_shard = [{"shard": s} for s in shards]
     if c.dedup:
-        _map_each([{"partition": p} for p in range(c.partitions)], _decide, work=work).materialize()
+        _map_each([{"partition": p} for p in range(partitions)], _decide, work=work).materialize()
         _map_each(by_shard, _attach, work=work).materialize()
     flag_only, threshold = c.action == "flag", c.jaccard_threshold
     finish = _map_each(
@@ -224,3 +230,18 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
     }
     out.complete(summary)
     return {**summary, "skipped": False}
+
+
+def cleaned_inputs(cfg: PipelineConfig) -> list[str]:
+    """What prepare reads when clean.enabled: the conversations clean kept (clean runs
+    first, or is skipped when complete), as a local directory: prepare reads local
+    files, so kept conversations on an object store are copied to the user cache."""
+    conversations = StageOutput(run_clean(cfg)["conversations_dir"])
+    local = conversations.local_path()
+    if local is None:
+        digest = hashlib.sha256(conversations.uri.encode()).hexdigest()[:16]
+        local = storage.cache_root() / "clean" / digest
+        shutil.rmtree(local, ignore_errors=True)
+        local.mkdir(parents=True)
+        storage.download_dir(conversations.uri, str(local))
+    return [str(local)]

@@ -166,7 +166,7 @@ def finish_shard(work: str, out: str, shard: str, flag_only: bool, threshold: fl
     items: Counter = Counter()
     kept, rejects, flagged = [], [], []
     for i, r in enumerate(rows.to_pylist()):
-        key = f"{r['source']}/{r['language']}"
+        key = f"{r['source'] or '?'}/{r['language'] or '?'}"  # "?": an unreadable row
         c = counts.setdefault(key, Counter())
         c["in"] += 1
         items.update(r["matched_items"])

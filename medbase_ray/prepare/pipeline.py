@@ -30,6 +30,7 @@ import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from medbase_ray.clean.pipeline import cleaned_inputs
 from medbase_ray.config import PipelineConfig, dump_config
 from medbase_ray.corpus.readers import sample_dir
 from medbase_ray.prepare.config import MixtureSpec
@@ -87,6 +88,8 @@ class PreparedDatasink(Datasink[dict]):
 
 
 def _inputs(cfg: PipelineConfig) -> list[str]:
+    if cfg.clean.enabled:  # issue 14: prepare reads what the clean stage kept
+        return cleaned_inputs(cfg)
     if cfg.prepare.inputs:
         return list(cfg.prepare.inputs)
     return [str(sample_dir() / "apollo")]

@@ -1,0 +1,255 @@
+"""Clean: records/s and peak memory of `medbase clean` against a single-process baseline.
+
+The baseline is the straightforward implementation, in one process: the benchmark's
+n-grams (the same tokens, n and whole short fields) as a Python dict of gram -> item,
+each record's grams looked up one by one; exact duplicates in a set of text hashes;
+MinHash per record (numpy over that record's shingles, as datasketch does), the same
+LSH bands in dicts of band -> first record, candidates checked on their signatures. It
+reads the same files with the same reader and makes the same decisions.
+
+The corpus: conversations synthesised from the bundled ones (each joins two QA lists of
+one language, drawn without repeats: distinct records), with 1% planted exact copies,
+1% near copies (one sentence end changed) and 0.2% records quoting a benchmark question,
+in files of 5,000 records. The benchmark: the bundled 426 items plus synthetic items of
+random benchmark words (per language), ~15k in all.
+
+records/s counts input records over the wall time of a run, Ray already started (the
+cold start is not the stage's work) and its workers at the baseline's priority (nice 0).
+Peak memory: the largest single process (driver or Ray worker, sampled every 50 ms),
+at 1x and 4x the corpus; what must not grow with the corpus is what one process holds.
+
+    .venv/bin/python benchmarks/clean.py            # 200k conversations (and 800k)
+    .venv/bin/python benchmarks/clean.py --quick    # 20k (and 80k), about a minute
+
+Prints a Markdown table, then (last line) the JSON list of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medbase_ray.clean.batch import record_text
+from medbase_ray.clean.index import item_fields
+from medbase_ray.clean.minhash import lsh_params, minhash_signatures
+from medbase_ray.clean.pipeline import run_clean
+from medbase_ray.clean.text import dedup_text, normalize, tokens, uses_chars
+from medbase_ray.config import PipelineConfig
+from medbase_ray.corpus.readers import read_conversations, read_eval_items, sample_dir
+from medbase_ray.ray_runtime import init_ray
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prepare import Meter  # noqa: E402 (the resource meter of the prepare benchmark)
+
+FILE_RECORDS = 5000
+
+
+def build_corpus(root: Path, n_records: int, items: list[dict], seed: int = 0) -> int:
+    """`n_records` distinct conversations in JSONL files of FILE_RECORDS; returns the count."""
+    rng = random.Random(seed)
+    qa: dict[str, list[list[str]]] = {}
+    for r in read_conversations(sample_dir() / "apollo")[0]:
+        if "_qa:" in r["id"]:
+            qa.setdefault(r["language"], []).append(r["turns"])
+    langs = sorted(qa)
+    questions = {lang: [it["question"] for it in items if it["language"] == lang] for lang in langs}
+    root.mkdir(parents=True)
+    seen: set[tuple] = set()
+    rows, written, part = [], 0, 0
+    while written + len(rows) < n_records:
+        lang = langs[len(seen) % len(langs)]
+        a, b = rng.randrange(len(qa[lang])), rng.randrange(len(qa[lang]))
+        if (lang, a, b) in seen:
+            continue
+        seen.add((lang, a, b))
+        turns = qa[lang][a] + qa[lang][b]
+        k = len(seen)
+        rows.append({"id": f"syn:{k}", "source": f"synth{k % 4}", "language": lang, "turns": turns})
+        roll = rng.random()
+        if roll < 0.01:  # an exact copy in another source
+            rows.append({**rows[-1], "id": f"copy:{k}", "source": "copies"})
+        elif roll < 0.02:  # a near copy: one sentence end changed
+            near = [t.replace(".", "!", 1) for t in turns]
+            rows.append({**rows[-1], "id": f"near:{k}", "source": "copies", "turns": near})
+        elif roll < 0.022 and questions[lang]:  # quotes a benchmark question
+            q = rng.choice(questions[lang])
+            rows.append({**rows[-1], "id": f"quote:{k}", "turns": [turns[0], turns[1] + " " + q]})
+        if len(rows) >= FILE_RECORDS:
+            write_jsonl(root / f"part-{part:05d}.jsonl", rows)
+            written, part, rows = written + len(rows), part + 1, []
+    if rows:
+        write_jsonl(root / f"part-{part:05d}.jsonl", rows)
+    return written + len(rows)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def build_benchmark(path: Path, n_items: int, seed: int = 0) -> list[dict]:
+    """The bundled items plus synthetic ones of random benchmark words, as XMedBench JSON."""
+    rng = random.Random(seed)
+    bundled = [
+        json.loads((sample_dir() / "xmedbench" / f"{s}.json").read_text()) for s in ("test", "dev")
+    ]
+    raw = bundled[0] + bundled[1]
+    words: dict[str, list[str]] = {}
+    for it in raw:
+        words.setdefault(it["source"], []).extend(it["question"].split())
+    sources = sorted(words)
+    while len(raw) < n_items:
+        source = rng.choice(sources)
+        zh = source in ("medqa-mcmle", "cmmlu-medical")
+        vocab = list("".join(words[source])) if zh else words[source]
+        q = ("" if zh else " ").join(rng.choices(vocab, k=rng.randint(12, 30) * (2 if zh else 1)))
+        opts = "\n".join(f"({c}) {' '.join(rng.choices(vocab, k=3))}" for c in "ABCD")
+        raw.append({"question": q, "options": opts, "answer": "(A)", "source": source})
+    path.write_text(json.dumps(raw, ensure_ascii=False))
+    return read_eval_items(path)[0]
+
+
+def run_baseline(corpus: Path, items: list[dict], cfg: PipelineConfig) -> dict:
+    """One process, the straightforward way (module docstring); returns decision counts."""
+    c = cfg.clean
+    char_langs = frozenset(c.char_languages)
+    n_of = {False: (c.ngram_words, c.min_words), True: (c.ngram_chars, c.min_chars)}
+    index: dict[int, str] = {}
+    lengths: dict[bool, set[int]] = {False: set(), True: set()}
+    for it in items:
+        for _, value in item_fields(it, c.fields):
+            text = normalize(value)
+            by_chars = uses_chars(it["language"], text, char_langs)
+            toks, (n, floor) = tokens(text, by_chars), n_of[by_chars]
+            if len(toks) < floor:
+                continue
+            k = min(n, len(toks))
+            lengths[by_chars].add(k)
+            for i in range(len(toks) - k + 1):
+                index[hash((by_chars, *toks[i : i + k]))] = it["id"]
+    bands, rows = lsh_params(c.jaccard_threshold, c.num_perm)
+    exact_seen: set[int] = set()
+    buckets: dict[tuple[int, bytes], np.ndarray] = {}
+    counts = {"in": 0, "contaminated": 0, "exact_duplicate": 0, "near_duplicate": 0, "kept": 0}
+    for path in sorted(corpus.iterdir()):
+        for r in read_conversations(path)[0]:
+            counts["in"] += 1
+            text = record_text(r["turns"])
+            norm = normalize(text)
+            by_chars = uses_chars(r["language"], norm, char_langs)
+            toks = tokens(norm, by_chars)
+            if any(
+                hash((by_chars, *toks[i : i + k])) in index
+                for k in lengths[by_chars]
+                for i in range(len(toks) - k + 1)
+            ):
+                counts["contaminated"] += 1
+                continue
+            key = hash(dedup_text(text))
+            if key in exact_seen:
+                counts["exact_duplicate"] += 1
+                continue
+            exact_seen.add(key)
+            sig = minhash_signatures([text], c.num_perm, c.shingle_chars, c.seed)[0]
+            band_ids = [(b, sig[b * rows : (b + 1) * rows].tobytes()) for b in range(bands)]
+            if any(
+                (sig == buckets[bid]).mean() >= c.jaccard_threshold
+                for bid in band_ids
+                if bid in buckets
+            ):
+                counts["near_duplicate"] += 1
+                continue
+            for bid in band_ids:
+                buckets.setdefault(bid, sig)
+            counts["kept"] += 1
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--records", type=int, default=None)
+    parser.add_argument("--items", type=int, default=15000)
+    parser.add_argument("--cpus", type=int, default=2)
+    args = parser.parse_args()
+    n = args.records or (20_000 if args.quick else 200_000)
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray reads this exact name)
+    tmp = Path(tempfile.mkdtemp(prefix="clean-bench-"))
+    items = build_benchmark(tmp / "bench.json", args.items)
+    sizes = {1: build_corpus(tmp / "c1", n, items), 4: build_corpus(tmp / "c4", 4 * n, items)}
+    init_ray(num_cpus=args.cpus)
+
+    def config(corpus: Path, name: str) -> PipelineConfig:
+        cfg = PipelineConfig()
+        cfg.run.root, cfg.run.name = str(tmp / "runs"), name
+        cfg.clean.inputs = [str(corpus)]
+        cfg.eval.benchmark = str(tmp / "bench.json")
+        return cfg
+
+    results = {}
+    for scale in (1, 4):
+        start = time.monotonic()
+        with Meter(with_ray=True) as meter:
+            summary = run_clean(config(tmp / f"c{scale}", f"x{scale}"))
+        results[scale] = (time.monotonic() - start, meter, summary)
+    start = time.monotonic()
+    with Meter(with_ray=False) as base_meter:
+        base = run_baseline(tmp / "c1", items, config(tmp / "c1", "base"))
+    base_s = time.monotonic() - start
+    ours_s, meter1, summary = results[1]
+    speed, base_speed = sizes[1] / ours_s, sizes[1] / base_s
+    memory = results[4][1].largest / meter1.largest
+    t = summary["total"]
+    print(
+        f"corpus {sizes[1]} conversations (and {sizes[4]}), {len(items)} benchmark items, "
+        f"{args.cpus} CPUs; the machine is shared: figures under load\n"
+    )
+    print(
+        "| run | records/s | wall s | CPU s | largest process MB | removed: contaminated / exact / near |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| medbase clean 1x | {speed:.0f} | {ours_s:.1f} | {meter1.cpu_s:.1f} | "
+        f"{meter1.largest / 2**20:.0f} | {t['removed_contaminated']} / {t['exact_duplicate']} / {t['near_duplicate']} |"
+    )
+    w4, m4, s4 = results[4]
+    t4 = s4["total"]
+    print(
+        f"| medbase clean 4x | {sizes[4] / w4:.0f} | {w4:.1f} | {m4.cpu_s:.1f} | "
+        f"{m4.largest / 2**20:.0f} | {t4['removed_contaminated']} / {t4['exact_duplicate']} / {t4['near_duplicate']} |"
+    )
+    print(
+        f"| baseline 1x (one process) | {base_speed:.0f} | {base_s:.1f} | {base_meter.cpu_s:.1f} | "
+        f"{base_meter.largest / 2**20:.0f} | {base['contaminated']} / {base['exact_duplicate']} / {base['near_duplicate']} |"
+    )
+    print(
+        f"\nspeed-up {speed / base_speed:.2f}x (goal >= 2x); largest process 4x/1x "
+        f"{memory:.2f} (goal <= 1.2x)"
+    )
+    figures = [
+        {
+            "name": "clean records/s vs baseline",
+            "value": round(speed / base_speed, 2),
+            "goal": 2.0,
+            "higher_is_better": True,
+        },
+        {
+            "name": "clean peak memory 4x/1x corpus",
+            "value": round(memory, 2),
+            "goal": 1.2,
+            "higher_is_better": False,
+        },
+    ]
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
