@@ -409,7 +409,13 @@ def demo(
     from medbase_ray.demo import run_demo
 
     cfg = _config(config, preset, set_, address)
-    raise typer.Exit(run_demo(cfg, verbose=verbose, wait=wait, argv=["medbase", *sys.argv[1:]]))
+    # The command as given (for the report), rebuilt from the options: sys.argv is not it
+    # when the app runs in-process.
+    argv = ["medbase", "demo", *(["-c", str(config)] if config else [])]
+    argv += (["--preset", preset] if preset else []) + [a for s in set_ or [] for a in ("--set", s)]
+    argv += ["--verbose"] if verbose else []
+    argv += [] if wait is None else ["--wait" if wait else "--no-wait"]
+    raise typer.Exit(run_demo(cfg, verbose=verbose, wait=wait, argv=argv))
 
 
 class _StageInProgress:

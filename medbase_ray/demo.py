@@ -13,6 +13,7 @@ URL, with a `curl` and an `openai` call that work as printed.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import os
@@ -81,7 +82,14 @@ def write_rewrite_sample(per_language: int) -> Path:
             taken[record["language"]] = taken.get(record["language"], 0) + 1
             sample.append(record)
     path = storage.cache_root() / "demo" / f"rewrite_sample_{per_language}.jsonl"
-    write_jsonl(path, sample)
+    fresh = path.with_suffix(".new")
+    write_jsonl(fresh, sample)
+    # Replaced only when it differs: rewrite keys a finished output to its input file's
+    # size and time, and a re-run of the demo should skip the stage.
+    if path.exists() and filecmp.cmp(fresh, path, shallow=False):
+        fresh.unlink()
+    else:
+        fresh.replace(path)
     return path
 
 
@@ -237,12 +245,13 @@ def usage_examples(base_url: str, model: str) -> list[str]:
         f"curl -s {base_url}/chat/completions -H 'Content-Type: application/json'{auth} "
         f"-d {shlex.quote(json.dumps(body))}"
     )
-    key = "os.environ.get('MEDBASE_API_KEY', 'none')"
+    # Double quotes inside the script, so that the shell's single quotes wrap it cleanly.
     script = (
         "import os; from openai import OpenAI; "
-        f"c = OpenAI(base_url={base_url!r}, api_key={key}); "
-        f"r = c.chat.completions.create(model={model!r}, "
-        f"messages=[{{'role': 'user', 'content': {QUESTION!r}}}], max_tokens=32); "
+        f"c = OpenAI(base_url={json.dumps(base_url)}, "
+        'api_key=os.environ.get("MEDBASE_API_KEY", "none")); '
+        f"r = c.chat.completions.create(model={json.dumps(model)}, messages=[{{"
+        f'"role": "user", "content": {json.dumps(QUESTION)}}}], max_tokens=32); '
         "print(r.choices[0].message.content)"
     )
     return [curl, f"python -c {shlex.quote(script)}"]

@@ -118,9 +118,13 @@ def run_pipeline(
     out: dict[str, Any] = {}
     eval_dir = cfg.run.stage_dir("eval")
 
-    base_url = start_server(cfg.model.name_or_path, cfg, name=BASE_APP, route_prefix=f"/{BASE_APP}")
     try:
         with tracker.stage("rewrite") as line:
+            # The base model's endpoint: the default teacher, and the "before" of eval.
+            line.note(f"serving {cfg.model.name_or_path}")
+            base_url = start_server(
+                cfg.model.name_or_path, cfg, name=BASE_APP, route_prefix=f"/{BASE_APP}"
+            )
             if "base_url" not in cfg.rewrite.model_fields_set:
                 cfg.rewrite.base_url = base_url  # the project's own endpoint is the teacher
             line.note(f"teacher {cfg.rewrite.base_url}")

@@ -179,23 +179,37 @@ def section_tune(facts: RunFacts) -> str:
         mix = ", ".join(f"{k} {v:.2f}" for k, v in tr.get("shares", {}).items())
         value = tr.get(metric)
         rows.append(
-            [tr.get("trial"), mix, f"{value:.3f}" if isinstance(value, int | float) else "-",
+            [tr.get("trial"), tr.get("origin", ""), mix,
+             f"{value:.3f}" if isinstance(value, int | float) else "-",
              f"{tr.get('loss', float('nan')):.3f}"]
         )  # fmt: skip
     best = ", ".join(f"{k} {v:.2f}" for k, v in t["best"].get("shares", {}).items())
     failed = t.get("failed") or []
+    failures = ""
+    if failed:  # the error's last line says what went wrong; the rest is in the Tune logs
+        failures = _table(
+            ["failed trial", "origin", "error"],
+            [[f.get("trial"), f.get("origin", ""), _last_line(f.get("error"))] for f in failed],
+            numeric_from=3,
+        )
     return (
         f"<p>Ranked by {_esc(metric)} ({_esc(t.get('mode'))}). Chosen mixture: "
         f"<b>{_esc(best)}</b>."
         + (f' <span class="bad">{len(failed)} trial(s) failed.</span>' if failed else "")
         + "</p>"
-        + _table(["trial", "language shares", metric, "final loss"], rows, numeric_from=2)
+        + _table(["trial", "origin", "language shares", metric, "final loss"], rows, numeric_from=3)
+        + failures
         + _figure(
             "tune-trials",
             plot_tune_trials(trials, metric, languages),
             "language shares and score of each trial",
         )  # fmt: skip
     )
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def section_accuracy(facts: RunFacts) -> str:

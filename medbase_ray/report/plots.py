@@ -83,16 +83,18 @@ def plot_accuracy(evals: dict[str, dict[str, Any]], chance: float | None = None)
 def plot_tune_trials(trials: list[dict[str, Any]], metric: str, languages: list[str]) -> str:
     """Each trial's language shares (stacked) and its score (annotated above)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    labels = [str(t.get("trial", i)) for i, t in enumerate(trials)]
+    labels = [str(t.get("origin") or t.get("trial", i)) for i, t in enumerate(trials)]
     bottom = [0.0] * len(trials)
     for lang in languages:
         share = [t.get("shares", {}).get(lang, 0.0) for t in trials]
-        ax.bar(labels, share, bottom=bottom, label=lang)
+        ax.bar(range(len(trials)), share, bottom=bottom, label=lang)
         bottom = [b + s for b, s in zip(bottom, share, strict=True)]
     for x, t in enumerate(trials):
         value = t.get(metric)
         if isinstance(value, int | float):
             ax.annotate(f"{value:.3f}", (x, 1.02), ha="center", fontsize=9)
+    # positions, not labels, on the axis: two trials may share an origin ("random")
+    ax.set_xticks(range(len(trials)), labels)
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("language share")
     ax.set_title(f"trials, best first ({metric} above each)", fontsize=10)

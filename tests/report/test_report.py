@@ -82,11 +82,13 @@ def write_train(run: Path, steps: int = 12) -> None:
 def write_tune(run: Path) -> None:
     out = StageOutput(run / "tune")
     trials = [
-        {"trial": name, "shares": dict.fromkeys(LANGUAGES, 1 / 6), "dev_accuracy": acc, "loss": 5.0}
-        for name, acc in (("natural", 0.31), ("temperature", 0.29))
-    ]
+        {"trial": f"t_0000{i}", "origin": name, "shares": dict.fromkeys(LANGUAGES, 1 / 6),
+         "dev_accuracy": acc, "loss": 5.0}
+        for i, (name, acc) in enumerate((("natural", 0.31), ("temperature", 0.29)))
+    ]  # fmt: skip
+    failed = [{"trial": "t_00002", "origin": "random", "error": "Traceback ...\nValueError: boom"}]
     out.write_json({"metric": "dev_accuracy", "mode": "max", "trials": trials,
-                    "best": trials[0]}, "results.json")  # fmt: skip
+                    "failed": failed, "best": trials[0]}, "results.json")  # fmt: skip
     out.complete({"metric": "dev_accuracy"})
 
 
@@ -128,6 +130,7 @@ def test_full_run_has_every_section_and_figure(full_run: Path) -> None:
     # the figures the sections state, as written in the run
     assert "unparseable" in found["data"] and ">21<" in found["data"]
     assert "natural" in found["tune"] and "0.310" in found["tune"]
+    assert "1 trial(s) failed" in found["tune"] and "ValueError: boom" in found["tune"]
     assert "+25.0" in found["accuracy"]  # macro 32.5 -> 57.5
     assert "32.5 [30.0, 35.0]" in found["accuracy"]  # untrained macro and its interval, in %
     assert "seq_len: 64" in found["commands"]
