@@ -1,7 +1,8 @@
 """`ray job submit` entrypoint of the whole pipeline: `medbase pipeline`, the same
 options, exit codes and errors (medbase_ray/cli.py).
 
-    export RAY_AUTH_MODE=token                  # and the cluster's token: docs/cluster.md
+    export RAY_AUTH_MODE=token    # Ray >= 2.60: send the cluster's token (~/.ray/auth_token
+                                  # or RAY_AUTH_TOKEN)
     ray job submit --address http://127.0.0.1:8265 --working-dir . \
         --runtime-env jobs/runtime_env.yaml -- python jobs/pipeline.py --preset tiny
     ray job submit --address http://127.0.0.1:8265 --working-dir . \

@@ -11,6 +11,7 @@ ends its node, then anything left in its process session is killed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -19,11 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,23 @@ class RayHead:
     temp_dir: Path
     log: Path
 
+    def job_info(self, submission_id: str, attempts: int = 5) -> dict:
+        """GET /api/jobs/<id> with the token (retried: a dashboard on a busy machine can
+        miss a request)."""
+        token = self.env["RAY_AUTH_TOKEN"]
+        for attempt in range(attempts):
+            try:
+                return _get_json(f"{self.dashboard_url}/api/jobs/{submission_id}", token)
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(5)
+        raise AssertionError("unreachable")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of `ray start`'s output, for a failing assertion's message."""
+        return self.log.read_text(errors="replace")[-chars:]
+
     def ray(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
         """`ray <args>` against this cluster, from the repository root."""
         return subprocess.run(
@@ -54,14 +72,18 @@ class RayHead:
         )
 
 
-def _jobs_api_answers(dashboard_url: str, token: str) -> bool:
-    request = urllib.request.Request(
-        f"{dashboard_url}/api/jobs/", headers={"Authorization": f"Bearer {token}"}
-    )
+def _get_json(url: str, token: str, as_text: bool = False) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode() if as_text else json.load(response)
+
+
+def _ready_for_jobs(dashboard_url: str, agent_url: str, token: str) -> bool:
+    """The dashboard lists jobs and the head's dashboard agent (which runs them) is up."""
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
+        _get_json(f"{agent_url}/api/healthz", token, as_text=True)
+        return isinstance(_get_json(f"{dashboard_url}/api/jobs/", token), list)
+    except (OSError, ValueError):
         return False
 
 
@@ -93,19 +115,9 @@ def _stop(head: subprocess.Popen) -> None:
     head.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[RayHead]:
-    token = secrets.token_hex(16)
-    # Short: Ray's unix sockets live under the temp dir and their paths must fit 107 bytes.
-    temp_dir = Path(tempfile.mkdtemp(prefix="mbray-", dir="/tmp"))
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    env.update(
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=token,
-        # The job's `python` is the cluster's: this virtualenv's.
-        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
+def _start_head(env: dict[str, str], temp_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`ray start --head --block` on free ports; (the process, the dashboard URL) once it
+    takes jobs. Raises (after stopping what it started) when the head does not come up."""
     ports = {
         name: str(free_port())
         for name in (
@@ -124,19 +136,42 @@ def ray_head() -> Iterator[RayHead]:
         "--num-cpus", "4", "--temp-dir", str(temp_dir),
         *[part for option in ports.items() for part in option],
     ]  # fmt: skip
-    log = temp_dir / "head.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         head = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     dashboard_url = f"http://127.0.0.1:{ports['--dashboard-port']}"
+    agent_url = f"http://127.0.0.1:{ports['--dashboard-agent-listen-port']}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _ready_for_jobs(dashboard_url, agent_url, env["RAY_AUTH_TOKEN"]):
+        if head.poll() is not None or time.monotonic() > deadline:
+            _stop(head)
+            raise RuntimeError(f"ray start --head failed:\n{log.read_text()[-3000:]}")
+        time.sleep(1)
+    return head, dashboard_url
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[RayHead]:
+    # Short: Ray's unix sockets live under the temp dir and their paths must fit 107 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="mbray-", dir="/tmp"))
+    log = temp_dir / "head.log"
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=secrets.token_hex(16),
+        # The job's `python` is the cluster's: this virtualenv's.
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _jobs_api_answers(dashboard_url, token):
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start --head failed:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield RayHead(dashboard_url=dashboard_url, env=env, temp_dir=temp_dir, log=log)
+        try:
+            head, dashboard_url = _start_head(env, temp_dir, log)
+        except RuntimeError:  # an overloaded machine can time the raylet out: once more
+            head, dashboard_url = _start_head(env, temp_dir, log)
+        try:
+            yield RayHead(dashboard_url=dashboard_url, env=env, temp_dir=temp_dir, log=log)
+        finally:
+            _stop(head)
     finally:
-        _stop(head)
         shutil.rmtree(temp_dir, ignore_errors=True)

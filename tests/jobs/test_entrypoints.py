@@ -13,6 +13,7 @@ import pytest
 import typer.main
 
 from medbase_ray.cli import app
+from medbase_ray.corpus.readers import sample_dir
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 COMMANDS = ("rewrite", "prepare", "train", "tune", "serve", "eval", "pipeline")
@@ -51,17 +52,31 @@ def test_job_refuses_a_bad_config_like_the_cli(monkeypatch, capsys) -> None:
 
 @pytest.mark.integration
 def test_prepare_job_writes_the_prepared_data(tmp_path: Path) -> None:
-    """One real stage through its entrypoint, as `ray job submit` starts it."""
+    """One real stage through its entrypoint, as `ray job submit` starts it (on a slice of
+    the bundled QA, to keep it short)."""
+    name = "medicalGuideline_en_qa.json"
+    conversations = json.loads((sample_dir() / "apollo" / name).read_text(encoding="utf-8"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / name).write_text(json.dumps(conversations[:8], ensure_ascii=False))
+    sets = [f"run.root={tmp_path / 'runs'}", f"prepare.inputs={json.dumps([str(corpus)])}"]
     out = subprocess.run(
-        [sys.executable, "jobs/prepare.py", "--preset", "tiny", "--set", f"run.root={tmp_path}"],
+        [
+            sys.executable,
+            "jobs/prepare.py",
+            "--preset",
+            "tiny",
+            *[a for s in sets for a in ("--set", s)],
+        ],
         cwd=JOBS.parent,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    prepared = tmp_path / "tiny" / "prepared"
+    prepared = tmp_path / "runs" / "tiny" / "prepared"
     assert (prepared / "_SUCCESS").exists()
     manifest = json.loads((prepared / "manifest.json").read_text())
+    assert list(manifest["sources"]) == ["medicalGuideline_en"], manifest["sources"].keys()
     assert manifest["totals"]["rows"] > 0
     assert f"prepared: {prepared}" in out.stdout
