@@ -146,7 +146,7 @@ def run_rewrite(cfg: PipelineConfig, dry_run: bool = False) -> dict[str, Any]:
     language for translate, one per bad input row) = `out` + `rejected`; `skipped` were
     done by an earlier run; `usage` is this run's tokens, `usage_all_runs` those of
     every shard written so far; `rows_read` = `rows_kept` + `rows_rejected` (by reason).
-    AllRejected when no input row (or no item) came through.
+    AllRejected when every input row was rejected.
     """
     started = time.monotonic()
     rc, out = cfg.rewrite, StageOutput.of(cfg.run, "rewrite")
@@ -282,10 +282,11 @@ def _inputs_key(cfg: PipelineConfig) -> str:
 
 
 def _check_not_all_rejected(summary: dict[str, Any], out: StageOutput) -> None:
-    if summary["in"] and not summary["out"]:
-        reasons = {k: v for k, v in summary["rejected_by_reason"].items() if k != "bad_input"}
-        reasons |= {f"bad_input {k}": v for k, v in summary["rows_rejected_by_reason"].items()}
-        raise AllRejected("rewrite", summary["in"], reasons, out.child("rejects"))
+    """AllRejected when input rows were read and none was usable. (Items the teacher's
+    answers fail are rejects of the run, counted by reason; not an error.)"""
+    if summary["rows_read"] and not summary["rows_kept"]:
+        reasons = summary["rows_rejected_by_reason"]
+        raise AllRejected("rewrite", summary["rows_read"], reasons, out.child("rejects"))
 
 
 def _find_cause(exc: BaseException, kind: type[Exception]) -> BaseException | None:

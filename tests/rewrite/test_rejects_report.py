@@ -77,8 +77,8 @@ def test_a_run_where_every_row_is_bad_fails_with_reasons_and_rejects(tmp_path: P
     rejects_dir = Path(cfg.run.stage_dir("rewrite")).absolute() / "rejects"
     message = str(info.value)
     assert "every one of the 3 input rows was rejected" in message and str(rejects_dir) in message
-    assert "bad_input language: the language cannot be known" in message
-    assert "bad_input <line>: expected an object or a one-element list" in message
+    assert "2 x language: the language cannot be known" in message
+    assert "1 x <line>: expected an object or a one-element list" in message
     rejected = pq.read_table(rejects_dir).to_pylist()
     assert len(rejected) == 3 and {r["reason"] for r in rejected} == {"bad_input"}
     summary = json.loads((rejects_dir.parent / "summary.json").read_text())
