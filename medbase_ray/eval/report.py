@@ -234,7 +234,8 @@ def _table_lines(name: str, average: dict[str, Any]) -> list[str]:
     lines.append("| this run | " + " | ".join(cells) + f" | {_pct(average['accuracy'])} |")
     for model, values in published["rows"].items():
         by_col = dict(zip(published["columns"], values, strict=True))
-        row = ["-" if by_col.get(c) is None else f"{by_col[c]:.1f}" for c in cols]
+        # Two decimals, as published (not rounded again).
+        row = ["-" if by_col.get(c) is None else f"{by_col[c]:.2f}" for c in cols]
         lines.append(f"| {model} (published) | " + " | ".join(row) + " | |")
     if published["rows"]:
         lines += ["", f"Published rows: {published['source']}."]

@@ -214,6 +214,6 @@ def test_medbase_columns_and_published_rows_beside_the_run() -> None:
     text = render_markdown(report)
     assert "| this run | 75.0 | - | 100.0 | 50.0 | 0.0 | 50.0 | - | - | 55.0 |" in text
     assert (
-        "| Medbase-1.8B (published) | 45.0 | 48.0 | 53.0 | 53.4 | 76.2 | 56.1 | 57.5 | 61.5 | |"
+        "| Medbase-1.8B (published) | 45.01 | 48.00 | 53.00 | 53.39 | 76.15 | 56.15 | 57.46 | 61.50 | |"
         in text
     )

@@ -203,3 +203,31 @@ def test_a_uri_stage_directory_is_written_through_a_local_copy(
     (remote / "_SUCCESS").unlink()
     assert run_eval(cfg, out_dir=uri)["run"]["scored_now"] == 5
     assert len(read_results(remote)) == 8
+
+
+def test_apollo_compat_run_uses_apollos_prompts_shots_and_scorer(
+    bench_dir: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    from medbase_ray.eval.apollo import build_apollo_prompts, extract_apollo_answer
+    from medbase_ray.eval.prompts import render_apollo
+    from medbase_ray.eval.runner import load_benchmark
+
+    cfg = config(
+        bench_dir, tiny_dir, "eval.mode=generate", "eval.apollo_compat=true", "eval.k_shot=1",
+        "eval.max_new_tokens=2", "eval.min_new_tokens=2",
+    )  # fmt: skip
+    report = run_eval(cfg, out_dir=str(tmp_path / "apollo"))
+    assert report["scoring"] == "apollo" and report["run"]["apollo_compat"] is True
+    items, _, _, _ = load_benchmark(cfg.eval)
+    prompts, skipped = build_apollo_prompts(items, 1, 0, render_apollo)
+    assert skipped == {} and report["skipped_long_prompts"] == {}
+    for row in read_results(tmp_path / "apollo"):
+        assert row["prediction"] == extract_apollo_answer(row["response"])
+        assert row["correct"] == (row["prediction"] == row["answer"][0])
+        # Shots come from the item's own source in the benchmark split (one item per
+        # source here, so none), as Apollo's code draws them.
+        assert row["n_shots"] == prompts[row["id"]].n_shots == 0
+    with pytest.raises(EvalError, match="eval.mode=generate"):
+        run_eval(
+            config(bench_dir, tiny_dir, "eval.apollo_compat=true"), out_dir=str(tmp_path / "x")
+        )
