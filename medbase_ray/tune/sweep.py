@@ -16,6 +16,7 @@ under `trials/<trial id>/`.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 import ray
 import yaml
 from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -59,7 +61,8 @@ log = logging.getLogger(__name__)
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}
 SWEEP, PROPOSAL = "sweep", "proposal"  # the two Tune experiments under <tune>/ray/
 # Figures of a trial's last report kept in the results (with every dev_* figure).
-_KEEP = ("loss", "token_accuracy", "step", "steps", "checkpoint")
+_KEEP = ("loss", "token_accuracy", "step")
+TRIAL_FILE = "trial.json"  # in trials/<id>/: the realised shares of the rows trained
 
 
 class TuneRunError(RuntimeError):
@@ -72,10 +75,7 @@ class InjectedTrialFailure(RuntimeError):
 
 def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_dir: str) -> None:
     """One trial (a Tune function trainable): a Ray Train run on the trial's mixture
-    whose reports reach Tune as they come; a last report adds the realised shares."""
-    # Imported here: it requires a Tune session, and the module is only read in one.
-    from ray.tune.integration.ray_train import TuneReportCallback
-
+    whose reports (with the checkpoint's path at the last) reach Tune as they come."""
     cfg = PipelineConfig.model_validate(yaml.safe_load(config_yaml))
     trial_id = tune.get_context().get_trial_id()
     tcfg = trial_config(cfg, trial_weights(params), storage.join(tune_dir, "trials", trial_id))
@@ -92,18 +92,18 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     rows = t.max_steps * t.micro_batch_size * t.grad_accum_steps * t.num_workers
     trained = dataset.limit(rows).materialize()
     realised = token_shares(pa.concat_tables(ray.get(trained.to_arrow_refs())))
+    # Beside the train run, for the driver: Tune may stop the trial at any report (ASHA
+    # at a rung or at max_t), so everything the results need is known by then.
+    storage.write_bytes(
+        storage.join(tcfg.train.storage_path, TRIAL_FILE),
+        json.dumps({"realised_shares": realised}).encode(),
+    )
     # resume: a trial restarted by `--resume` continues its train run instead of refusing.
-    out = run_train(tcfg, dataset=trained, resume=True, callbacks=[TuneReportCallback()])
+    run_train(tcfg, dataset=trained, resume=True, callbacks=[TuneReportCallback()])
     if failing:
         raise InjectedTrialFailure(
             f"tune.fault_injection: trial {trial_id} at step {fault.at_step}"
         )
-    final = {k: v for k, v in out["final"].items() if isinstance(v, int | float)}
-    tune.report(
-        final
-        | {f"realised_{lang}": share for lang, share in realised.items()}
-        | {"checkpoint": out["checkpoint"], "steps": out["steps"]}
-    )
 
 
 def trial_ordinal(trial_id: str) -> int:
@@ -198,7 +198,7 @@ def _tuner(
 
 
 def collect_trials(
-    grid, cfg: PipelineConfig, named: dict[str, dict[str, float]], origin: str
+    grid, cfg: PipelineConfig, named: dict[str, dict[str, float]], origin: str, out: StageOutput
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(finished trials, failed trials) of a Tune ResultGrid as result rows."""
     rows, failed = [], []
@@ -212,14 +212,14 @@ def collect_trials(
             failed.append(base | {"step": metrics.get("step"), "error": str(result.error)})
             continue
         step = metrics.get("step")
+        trial_file = out.child("trials", trial_id, TRIAL_FILE)
+        extra = json.loads(storage.read_bytes(trial_file)) if storage.exists(trial_file) else {}
         rows.append(
             base
             | {"shares": target, "stopped_early": step is None or step < cfg.tune.trial_max_steps}
-            | {
-                "realised_shares": {
-                    k[9:]: v for k, v in metrics.items() if k.startswith("realised_")
-                }
-            }
+            | {"realised_shares": extra.get("realised_shares", {})}
+            # The last checkpoint the trial reported (an HF model directory).
+            | {"checkpoint": metrics.get(CHECKPOINT_PATH_KEY)}
             | {k: v for k, v in metrics.items() if k in _KEEP or k.startswith("dev_")}
         )
     return rows, failed
@@ -262,7 +262,7 @@ def run_tune(
         t.trial_max_steps, ",".join(t.languages), t.scheduler, out,
     )  # fmt: skip
     grid = _tuner(cfg, SWEEP, space, search_alg, num, resume, prepared_dir, out).fit()
-    rows, failed = collect_trials(grid, cfg, named, t.search)
+    rows, failed = collect_trials(grid, cfg, named, t.search, out)
     if not rows:
         raise TuneRunError(f"every trial of the sweep in {out} failed: {failed}")
 
@@ -274,7 +274,7 @@ def run_tune(
         clean.tune.fault_injection = None
         point = {"mixture": tune.grid_search([params_of(proposal["shares"])])}
         result = _tuner(clean, PROPOSAL, point, None, 1, resume, prepared_dir, out).fit()
-        measured, proposal_failed = collect_trials(result, cfg, {}, "proposal")
+        measured, proposal_failed = collect_trials(result, cfg, {}, "proposal", out)
         failed += proposal_failed
         if measured:
             rows.append(measured[0])
