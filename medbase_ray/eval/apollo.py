@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from medbase_ray.eval.prompts import Prompt, RenderTurns, prompts_data
+from medbase_ray.eval.prompts import CountTokens, Prompt, RenderTurns, prompts_data
 
 MAX_PROMPT_CHARS = 4096  # Apollo's limit, in characters of the whole prompt
 _PARENTHESISED = re.compile(r"[（\(]([A-Fa-f])[）\)]")
@@ -91,6 +91,7 @@ def build_apollo_prompt(
     k_shot: int,
     seed: int,
     render: RenderTurns,
+    count_tokens: CountTokens = len,
 ) -> Prompt | None:
     """The prompt Apollo's code builds for `item`, or None when Apollo skips it (> 4,096)."""
     shot_template, question_template = templates_of_source(item["source"])
@@ -108,11 +109,15 @@ def build_apollo_prompt(
     context = render([*turns, query])
     if len(context) > MAX_PROMPT_CHARS:
         return None
-    return Prompt(context, None, len(turns) // 2, len(context))
+    return Prompt(context, None, len(turns) // 2, count_tokens(context))
 
 
 def build_apollo_prompts(
-    items: Sequence[dict[str, Any]], k_shot: int, seed: int, render: RenderTurns
+    items: Sequence[dict[str, Any]],
+    k_shot: int,
+    seed: int,
+    render: RenderTurns,
+    count_tokens: CountTokens = len,
 ) -> tuple[dict[str, Prompt], dict[str, int]]:
     """Prompts of every item Apollo keeps, and per source the number it skips."""
     by_source: dict[str, list[dict[str, Any]]] = {}
@@ -121,7 +126,9 @@ def build_apollo_prompts(
     prompts: dict[str, Prompt] = {}
     skipped: dict[str, int] = {}
     for item in items:
-        prompt = build_apollo_prompt(item, by_source[item["source"]], k_shot, seed, render)
+        prompt = build_apollo_prompt(
+            item, by_source[item["source"]], k_shot, seed, render, count_tokens
+        )
         if prompt is None:
             skipped[item["source"]] = skipped.get(item["source"], 0) + 1
         else:

@@ -272,8 +272,12 @@ def make_prompts(
     ecfg: EvalConfig, items: list[dict], dev: list[dict], render, tokenizer
 ) -> tuple[dict[str, Prompt], dict[str, int]]:
     """Each item's prompt, and per source the items Apollo's limit skips (apollo_compat)."""
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
     if ecfg.apollo_compat:
-        return build_apollo_prompts(items, ecfg.k_shot, ecfg.seed, render)
+        return build_apollo_prompts(items, ecfg.k_shot, ecfg.seed, render, count_tokens)
     prompts = {
         item["id"]: build_prompt(
             item,
@@ -283,7 +287,7 @@ def make_prompts(
             max_prompt_tokens=ecfg.max_prompt_tokens,
             seed=ecfg.seed,
             render=render,
-            count_tokens=lambda text: len(tokenizer(text)["input_ids"]),
+            count_tokens=count_tokens,
         )
         for item in items
     }
@@ -342,7 +346,26 @@ async def _evaluate(
     by_id = {**done, **{row["id"]: row for row in new}}
     results = [by_id[item["id"]] for item in kept]
     report = build_report(results, ecfg.bootstrap_samples, ecfg.seed, ecfg.apollo_compat, skipped)
-    report["run"] = {
+    report["run"] = run_info(ecfg, settings, model_id, base_url, test_path, prompts)
+    report["run"] |= {
+        "scored_now": len(new),
+        "elapsed_s": round(elapsed_s, 3),
+        "items_per_s": round(len(new) / elapsed_s, 3) if new and elapsed_s > 0 else None,
+    }
+    write_outputs(out, results, report)
+    return report
+
+
+def run_info(
+    ecfg: EvalConfig,
+    settings: ModelSettings,
+    model_id: str,
+    base_url: str | None,
+    test_path: Path,
+    prompts: dict[str, Prompt],
+) -> dict[str, Any]:
+    """What the report says about how it was made."""
+    return {
         "mode": ecfg.mode,
         "model": model_id,
         "endpoint": base_url,
@@ -354,13 +377,8 @@ async def _evaluate(
         "max_new_tokens": ecfg.max_new_tokens if ecfg.mode == "generate" else None,
         "benchmark": str(test_path),
         "split": ecfg.split,
-        "scored_now": len(new),
-        "elapsed_s": round(elapsed_s, 3),
-        "items_per_s": round(len(new) / elapsed_s, 3) if new and elapsed_s > 0 else None,
         "over_length_prompts": sum(p.n_tokens > ecfg.max_prompt_tokens for p in prompts.values()),
     }
-    write_outputs(out, results, report)
-    return report
 
 
 def write_outputs(out: StageOutput, results: list[dict], report: dict) -> None:
