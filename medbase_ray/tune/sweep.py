@@ -232,6 +232,22 @@ def _origin(target: dict[str, float], named: dict[str, dict[str, float]], defaul
     return default
 
 
+def measure_proposal(
+    cfg: PipelineConfig, proposal: dict[str, Any], resume: bool, prepared_dir: str, out: StageOutput
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train the proposed mixture as a final trial (measured like the others, no fault
+    injected); adds its trial id and predicted-vs-measured figures to `proposal`."""
+    clean = cfg.model_copy(deep=True)
+    clean.tune.fault_injection = None
+    point = {"mixture": tune.grid_search([params_of(proposal["shares"])])}
+    result = _tuner(clean, PROPOSAL, point, None, 1, resume, prepared_dir, out).fit()
+    measured, failed = collect_trials(result, cfg, {}, "proposal", out)
+    if measured:
+        proposal["trial"] = measured[0]["trial"]
+        proposal["measured"] = measured_against_predicted(measured[0], proposal["predicted"])
+    return measured, failed
+
+
 def run_tune(
     cfg: PipelineConfig, resume: bool = False, data_dir: str | None = None
 ) -> dict[str, Any]:
@@ -256,10 +272,11 @@ def run_tune(
     named = named_mixtures(t, language_tokens(manifest, t.languages), budget)
     space, search_alg = build_search(cfg, named)
     num = t.num_samples
+    trials = num * ((len(named) + len(t.grid)) if t.search == "grid" else 1)
     log.info(
         "tune: %s search (%s first), %d trial(s) of %d steps over %s, %s scheduler; in %s",
-        t.search, ", ".join(named), num * (len(named) + len(t.grid) if t.search == "grid" else 1),
-        t.trial_max_steps, ",".join(t.languages), t.scheduler, out,
+        t.search, ", ".join(named), trials, t.trial_max_steps, ",".join(t.languages),
+        t.scheduler, out,
     )  # fmt: skip
     grid = _tuner(cfg, SWEEP, space, search_alg, num, resume, prepared_dir, out).fit()
     rows, failed = collect_trials(grid, cfg, named, t.search, out)
@@ -269,17 +286,8 @@ def run_tune(
     regression = fit_and_propose(rows, t) if t.propose else {"proposal": None}
     proposal = regression["proposal"]
     if proposal is not None:
-        # The final trial: the proposed mixture, measured like the others (no fault).
-        clean = cfg.model_copy(deep=True)
-        clean.tune.fault_injection = None
-        point = {"mixture": tune.grid_search([params_of(proposal["shares"])])}
-        result = _tuner(clean, PROPOSAL, point, None, 1, resume, prepared_dir, out).fit()
-        measured, proposal_failed = collect_trials(result, cfg, {}, "proposal", out)
-        failed += proposal_failed
-        if measured:
-            rows.append(measured[0])
-            proposal["trial"] = measured[0]["trial"]
-            proposal["measured"] = measured_against_predicted(measured[0], proposal["predicted"])
+        measured, proposal_failed = measure_proposal(cfg, proposal, resume, prepared_dir, out)
+        rows, failed = rows + measured, failed + proposal_failed
     choice = choose_and_front(rows, t)
     summary = {
         "metric": t.metric,
