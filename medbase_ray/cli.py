@@ -33,8 +33,6 @@ from medbase_ray.eval.report import render_markdown
 from medbase_ray.models.checkpoint_info import SettingsConflict
 from medbase_ray.prepare.manifest import FingerprintMismatch, summary_table
 
-log = logging.getLogger("medbase")
-
 app = typer.Typer(
     help="medbase-ray: the Apollo multilingual medical LLM pipeline on Ray.",
     no_args_is_help=True,
@@ -499,8 +497,10 @@ def config_docs(
         Path | None, typer.Option("--out", "-o", help="Write here (default: print it).")
     ] = None,
 ) -> None:
-    """The config reference (docs/config.md): every field, its meaning, default and
-    each preset's value, generated from the config classes."""
+    """Generate the config reference (docs/config.md) from the config classes.
+
+    Every field with its meaning, its default and each preset's value.
+    """
     from medbase_ray.report.config_docs import render_config_docs
 
     text = render_config_docs()

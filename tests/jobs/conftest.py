@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 60
+START_ATTEMPTS = 3
 
 
 @dataclass
@@ -165,10 +166,13 @@ def ray_head() -> Iterator[RayHead]:
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
     )
     try:
-        try:
-            head, dashboard_url = _start_head(env, temp_dir, log)
-        except RuntimeError:  # an overloaded machine can time the raylet out: once more
-            head, dashboard_url = _start_head(env, temp_dir, log)
+        for attempt in range(START_ATTEMPTS):
+            try:
+                head, dashboard_url = _start_head(env, temp_dir, log)
+                break
+            except RuntimeError:  # an overloaded machine can time the raylet out: again
+                if attempt == START_ATTEMPTS - 1:
+                    raise
         try:
             yield RayHead(dashboard_url=dashboard_url, env=env, temp_dir=temp_dir, log=log)
         finally:
