@@ -422,14 +422,14 @@ class _StageInProgress:
 
     def __init__(self, log_tracker: Any) -> None:  # medbase_ray.pipeline.LogTracker
         self.log_tracker = log_tracker
-        self.current = "start (before the first stage)"
+        self.where = "before the first stage"
 
     @contextmanager
     def stage(self, name: str) -> Iterator[Any]:
-        self.current = name
+        self.where = f"in stage {name}"
         with self.log_tracker.stage(name) as line:
             yield line
-        self.current = f"after {name}"
+        self.where = f"after stage {name}"
 
 
 @app.command()
@@ -454,7 +454,7 @@ def pipeline(
     except Exception as exc:  # any stage's error: its traceback, then what and where
         traceback.print_exc()
         typer.echo("finished stages are kept: re-run the same command to resume", err=True)
-        typer.echo(f"error: stage {tracker.current} failed: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"error: failed {tracker.where}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(format_comparison(out["before"], out["after"]))
     typer.echo(f"prepared:   {out['prepare']['output_dir']}")

@@ -89,3 +89,21 @@ def test_doctor_names_a_missing_token() -> None:
     verdict = cluster_verdict("10.0.0.1:6379", {"state": "auth", "detail": "Unauthorized"})
     assert verdict["ok"] is False
     assert "RAY_AUTH_MODE=token" in verdict["detail"] and "10.0.0.1:6379" in verdict["detail"]
+
+
+def test_pipeline_failure_ends_with_the_stage_and_the_reason(monkeypatch) -> None:
+    """A fault injected into the second stage: exit 1, the stage and the reason last."""
+    import medbase_ray.pipeline
+
+    def run_pipeline_failing_in_prepare(cfg, tracker):
+        with tracker.stage("rewrite"):
+            pass
+        with tracker.stage("prepare"):
+            raise FileNotFoundError("corpus/missing.json")
+
+    monkeypatch.setattr(medbase_ray.pipeline, "run_pipeline", run_pipeline_failing_in_prepare)
+    out = medbase("pipeline", "--preset", "tiny")
+    assert out.exit_code == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == "error: failed in stage prepare: FileNotFoundError: corpus/missing.json"
+    assert "Traceback" in out.stderr

@@ -117,4 +117,4 @@ def test_failed_job_names_the_stage_and_the_reason(ray_head, tmp_path: Path) -> 
     assert job_status(ray_head, submission_id) == "FAILED", (result.stdout + result.stderr)[-4000:]
     logs = ray_head.ray("job", "logs", "--address", ray_head.dashboard_url, submission_id)
     last = [line for line in logs.stdout.splitlines() if line.strip()][-3:]
-    assert any("stage rewrite failed" in line and str(missing) in line for line in last), last
+    assert any("failed in stage rewrite" in line and str(missing) in line for line in last), last
