@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -191,8 +191,10 @@ def init_ray_for_demo(cfg: PipelineConfig, verbose: bool) -> None:
 
 @contextmanager
 def output_to(log_path: Path | None) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so Ray's and C
-    libraries' output too) to `log_path`; None leaves them alone (--verbose)."""
+    """Send this process's output to `log_path`: file descriptors 1 and 2 (Ray's and C
+    libraries' output), sys.stdout / sys.stderr (Tune's tables, also when an in-process
+    runner has replaced them) and the root logger's console handlers. None leaves them
+    alone (--verbose)."""
     if log_path is None:
         yield
         return
@@ -203,15 +205,25 @@ def output_to(log_path: Path | None) -> Iterator[None]:
     with log_path.open("ab") as f:
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
+    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    handlers = [
+        h for h in logging.getLogger().handlers
+        if type(h) is logging.StreamHandler and h.stream in consoles
+    ]  # fmt: skip
+    with log_path.open("a", buffering=1, encoding="utf-8") as log_file:
+        streams = [h.setStream(log_file) for h in handlers]
+        try:
+            with redirect_stdout(log_file), redirect_stderr(log_file):
+                yield
+        finally:
+            for handler, stream in zip(handlers, streams, strict=True):
+                handler.setStream(stream)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def terminal_stream() -> TextIO:

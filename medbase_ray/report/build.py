@@ -124,6 +124,12 @@ def section_data(facts: RunFacts) -> str:
             )
     else:
         parts.append(_absent("rewrite stage"))
+    parts.append("<h3>Clean (decontamination, deduplication)</h3>")
+    total = (facts.clean or {}).get("total")
+    if total:
+        parts.append(_table(list(total), [list(total.values())], numeric_from=0))
+    else:
+        parts.append(_absent("clean stage"))
     parts.append("<h3>Prepared data (packed rows)</h3>")
     m = facts.manifest
     if m:

@@ -4,6 +4,7 @@
 unfinished stage is None (a partial run still gets a report of what it has).
 
     <run>/rewrite/_SUCCESS      summary: in / out / rejected (by reason, by task)
+    <run>/clean/_SUCCESS        summary: in / kept / removed (contaminated, duplicates)
     <run>/prepared/manifest.json  per source: samples, rows, real tokens, padding
     <run>/tune/results.json     trials ranked, the best mixture
     <run>/train/metrics.csv     per step: loss, lr, ...; _SUCCESS: the summary
@@ -33,6 +34,7 @@ EVAL_ORDER = ("untrained", "trained")
 class RunFacts:
     run_dir: str
     rewrite: dict[str, Any] | None = None
+    clean: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     tune: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
@@ -46,6 +48,7 @@ class RunFacts:
         """The stages present, in pipeline order."""
         have = {
             "rewrite": self.rewrite,
+            "clean": self.clean,
             "prepare": self.manifest,
             "tune": self.tune,
             "train": self.train or self.train_metrics,
@@ -90,8 +93,9 @@ def collect_run(run_dir: str) -> RunFacts:
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     facts = RunFacts(run_dir=str(run_dir))
     stage = {name: StageOutput(storage.join(run_dir, name)) for name in
-             ("rewrite", "prepared", "tune", "train")}  # fmt: skip
+             ("rewrite", "clean", "prepared", "tune", "train")}  # fmt: skip
     facts.rewrite = stage["rewrite"].summary()
+    facts.clean = stage["clean"].summary()
     facts.manifest = _read_json(stage["prepared"], "manifest.json")
     if stage["tune"].is_complete():
         facts.tune = _read_json(stage["tune"], "results.json")

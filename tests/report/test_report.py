@@ -50,6 +50,12 @@ def write_rewrite(run: Path) -> None:
     StageOutput(run / "rewrite").complete(summary)
 
 
+def write_clean(run: Path) -> None:
+    total = {"in": 120, "contaminated": 2, "removed_contaminated": 2, "exact_duplicate": 3,
+             "near_duplicate": 1, "invalid": 0, "kept": 114}  # fmt: skip
+    StageOutput(run / "clean").complete({"total": total})
+
+
 def write_prepared(run: Path) -> None:
     out = StageOutput(run / "prepared")
     sources = {
@@ -100,7 +106,7 @@ def write_evals(run: Path) -> None:
 @pytest.fixture
 def full_run(tmp_path: Path) -> Path:
     run = tmp_path / "runs" / "small"
-    for write in (write_rewrite, write_prepared, write_train, write_tune, write_evals):
+    for write in (write_rewrite, write_clean, write_prepared, write_train, write_tune, write_evals):
         write(run)
     return run
 
@@ -129,6 +135,7 @@ def test_full_run_has_every_section_and_figure(full_run: Path) -> None:
     assert not re.search(r'(src|href)="(?!data:)', page)
     # the figures the sections state, as written in the run
     assert "unparseable" in found["data"] and ">21<" in found["data"]
+    assert "exact_duplicate" in found["data"] and ">114<" in found["data"]
     assert "natural" in found["tune"] and "0.310" in found["tune"]
     assert "1 trial(s) failed" in found["tune"] and "ValueError: boom" in found["tune"]
     assert "+25.0" in found["accuracy"]  # macro 32.5 -> 57.5
@@ -153,6 +160,7 @@ def test_partial_run_reports_what_it_has(tmp_path: Path) -> None:
     found = sections(page)
     assert list(found) == list(SECTIONS)
     assert "No rewrite stage in this run." in found["data"]
+    assert "No clean stage in this run." in found["data"]
     for key, what in (("training", "training run"), ("tune", "tune sweep"),
                       ("accuracy", "evaluation")):  # fmt: skip
         assert f"No {what} in this run." in found[key]
