@@ -87,10 +87,14 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     # hold every CPU with their workers, and streaming ingest would wait for a CPU that
     # never frees. A trial reads a few steps' rows, so they fit in the object store.
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
-    dataset, _ = load_prepared(tcfg, prepared_dir, tokenizer)
+    dataset, mixture = load_prepared(tcfg, prepared_dir, tokenizer)
     t = tcfg.train
     rows = t.max_steps * t.micro_batch_size * t.grad_accum_steps * t.num_workers
-    trained = dataset.limit(rows).materialize()
+    # A seeded sample across the whole mixture, not its first rows: the mixture is read
+    # a few row groups at a time, so its first rows come from a few sources only.
+    fraction = min(1.0, 2.0 * rows / max(mixture["rows"], 1))
+    sample = dataset.random_sample(fraction, seed=tcfg.mixture.seed) if fraction < 1 else dataset
+    trained = sample.limit(rows).materialize()
     realised = token_shares(pa.concat_tables(ray.get(trained.to_arrow_refs())))
     # Beside the train run, for the driver: Tune may stop the trial at any report (ASHA
     # at a rung or at max_t), so everything the results need is known by then.
