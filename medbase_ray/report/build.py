@@ -13,6 +13,7 @@ stage, the resolved config). Figures are PNGs embedded as data URIs: no network.
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,8 +215,12 @@ def section_tune(facts: RunFacts) -> str:
 
 
 def _last_line(text: str | None) -> str:
+    """What an error says: its last `...Error: ...` line and the two after it (a
+    pydantic error names the field there), else the last line."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    named = [i for i, line in enumerate(lines) if re.match(r"^[\w.]*(Error|Exception)\b", line)]
+    shown = lines[named[-1] : named[-1] + 3] if named else lines[-1:]
+    return " ".join(shown)[:300]
 
 
 def section_accuracy(facts: RunFacts) -> str:
