@@ -163,13 +163,17 @@ class CorpusReader:
             with path.open("rb") as f:
                 if shape == "list":
                     for index, value in enumerate(iter_list_items(f)):
-                        yield from self._value(path, index, value, kind, origin, path.stem)
+                        record = self._value(path, index, value, kind, origin, path.stem)
+                        if record is not None:
+                            yield record
                 else:
                     for key, index, value in iter_member_items(f):
                         member = member_origin(key, origin)
                         if member.type is not None and not is_kind(member.type, kind):
                             continue  # another kind's member of a merged file
-                        yield from self._value(path, index, value, kind, member, key, key)
+                        record = self._value(path, index, value, kind, member, key, key)
+                        if record is not None:
+                            yield record
         except JsonStreamError as exc:
             field = exc.member or "<file>"  # a merged file's member, or the file
             self.bad(path, exc.index, field, exc.reason)
@@ -183,16 +187,17 @@ class CorpusReader:
         origin: Origin,
         prefix: str,
         member: str | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """One item of a JSON list (or a list line of JSONL) -> a record, or a reject."""
-        field_of = (lambda f: f"{member}:{f}") if member else (lambda f: f)
+    ) -> dict[str, Any] | None:
+        """One item of a JSON list (or a list line of JSONL) -> a record, or None (a
+        reject). Called once per row of files of any size: no generator, no closure."""
         value, problem = check_value(value, kind)
         if problem is None and origin.language is None:
             problem = ("language", LANGUAGE_HELP)
         if problem is not None:
-            self.bad(path, index, field_of(problem[0]), problem[1], value)
-            return
-        yield self.good(
+            field = f"{member}:{problem[0]}" if member else problem[0]
+            self.bad(path, index, field, problem[1], value)
+            return None
+        return self.good(
             {
                 "id": f"{prefix}:{index}",
                 "source": origin.source or path.stem,
@@ -205,7 +210,9 @@ class CorpusReader:
         prefix = origin.id_prefix(path.stem)
         for i, row in self._table_rows(path):
             if isinstance(row, list):
-                yield from self._value(path, i, row, kind, origin, prefix)
+                record = self._value(path, i, row, kind, origin, prefix)
+                if record is not None:
+                    yield record
             elif isinstance(row, dict):
                 yield from self._row(path, i, row, kind, origin)
             else:

@@ -76,50 +76,41 @@ def iter_conversation_blocks(
     files are read (a file of any size is held one block at a time)."""
     pending: list[Reject] = []
     reader = CorpusReader("reject", pending.append, source, language)
-    rows: list[dict[str, Any]] = []
+    columns: dict[str, list] = {name: [] for name in CONVERSATION_STREAM_SCHEMA.names}
     chars = 0
     for path in paths:
         origin = origin_of(Path(path), source, language)
         for r in reader.iter_file(Path(path), "conversation", explicit=False):
-            rows.extend(_reject_rows(pending, origin.source, origin.language))
-            rows.append(
-                {
-                    "id": r["id"],
-                    "source": r["source"],
-                    "language": r["language"],
-                    "turns": r["turns"],
-                    "file": path,
-                    "index": _index_of(r["id"]),
-                    "reject": None,
-                }
-            )
+            if pending:
+                _add_rejects(columns, pending, origin.source, origin.language)
+            for name in ("id", "source", "language", "turns"):
+                columns[name].append(r[name])
+            columns["file"].append(path)
+            columns["index"].append(_index_of(r["id"]))
+            columns["reject"].append(None)
             chars += sum(map(len, r["turns"]))
             if chars >= block_chars:
-                yield pa.Table.from_pylist(rows, schema=CONVERSATION_STREAM_SCHEMA)
-                rows, chars = [], 0
-        rows.extend(_reject_rows(pending, origin.source, origin.language))
-    if rows:
-        yield pa.Table.from_pylist(rows, schema=CONVERSATION_STREAM_SCHEMA)
+                yield pa.table(columns, schema=CONVERSATION_STREAM_SCHEMA)
+                columns = {name: [] for name in CONVERSATION_STREAM_SCHEMA.names}
+                chars = 0
+        _add_rejects(columns, pending, origin.source, origin.language)
+    if columns["file"]:
+        yield pa.table(columns, schema=CONVERSATION_STREAM_SCHEMA)
 
 
-def _reject_rows(pending: list[Reject], source: str | None, language: str | None) -> list[dict]:
+def _add_rejects(
+    columns: dict[str, list], pending: list[Reject], source: str | None, language: str | None
+) -> None:
     """The stream rows of the rejects collected so far (the list is emptied)."""
-    rows = [
-        {
-            "id": None,
-            "source": source,
-            "language": language,
-            "turns": [],
-            "file": rej.file,
-            "index": rej.index,
-            "reject": reject_json(
-                rej.file, rej.index, rej.field, rej.reason, rej.raw, source, language
-            ),
-        }
-        for rej in pending
-    ]
+    for rej in pending:
+        row = {"id": None, "source": source, "language": language, "turns": []}
+        row |= {"file": rej.file, "index": rej.index}
+        row["reject"] = reject_json(
+            rej.file, rej.index, rej.field, rej.reason, rej.raw, source, language
+        )
+        for name, value in row.items():
+            columns[name].append(value)
     pending.clear()
-    return rows
 
 
 def _index_of(record_id: str) -> int | None:
