@@ -110,7 +110,10 @@ class Meter:
     def _processes(self) -> list[psutil.Process]:
         procs = [psutil.Process(os.getpid())]
         if self.raylet is not None:
-            procs += [p for p in self.raylet.children(recursive=True) if "Agent" not in p.name()]
+            for p in self.raylet.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a worker that just exited
+                    if "Agent" not in p.name():
+                        procs.append(p)
         return procs
 
     def _cpu(self) -> dict[int, float]:
