@@ -1,4 +1,4 @@
-"""Train across nodes and under the autoscaler, on one machine, with Ray's test clusters.
+"""Train across nodes, on one machine, with Ray's test clusters (ray.cluster_utils).
 
 Each test runs tests/cluster/train_on_test_cluster.py in a child process that starts its
 own cluster: one process joins one Ray cluster, and this session's (tests/conftest.py

@@ -4,7 +4,8 @@
     python tests/cluster/train_on_test_cluster.py spread OUT_DIR
     python tests/cluster/train_on_test_cluster.py autoscale OUT_DIR
 
-Run by tests/cluster/test_multinode.py in a subprocess: a process joins one Ray cluster,
+`spread` is run by tests/cluster/test_multinode.py in a subprocess (`autoscale` by hand
+for now: on the loaded shared machine its head never got past Ray's node startup): a process joins one Ray cluster,
 and the test session already holds its own (tests/conftest.py `ray_local`, with fixtures
 such as the Serve endpoint living on it). A child process keeps both intact, and whatever
 it starts dies with it. Writes OUT_DIR/result.json for the test to check.
