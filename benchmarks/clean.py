@@ -13,8 +13,9 @@ one language, drawn without repeats: distinct records), with 1% planted exact co
 in files of 5,000 records. The benchmark: the bundled 426 items plus synthetic items of
 random benchmark words (per language), ~15k in all.
 
-records/s counts input records over the wall time of a run, Ray already started (the
-cold start is not the stage's work) and its workers at the baseline's priority (nice 0).
+records/s counts input records over the wall time of a run (index build included), Ray
+already started and warm (a first small run, shown apart, starts its workers) and its
+workers at the baseline's priority (nice 0).
 Peak memory: the largest single process (driver or Ray worker, sampled every 50 ms),
 at 1x and 4x the corpus; what must not grow with the corpus is what one process holds.
 
@@ -192,13 +193,15 @@ def main() -> None:
         help="The baseline runs on the first files up to this many records (its rate is "
         "flat in the corpus size: dict and set lookups), to keep the run short.",
     )
+    parser.add_argument("--no-memory", action="store_true", help="Skip the 4x corpus run.")
     args = parser.parse_args()
     n = args.records or (20_000 if args.quick else 200_000)
     os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray reads this exact name)
     init_ray(num_cpus=args.cpus)
     tmp = Path(tempfile.mkdtemp(prefix="clean-bench-"))
     items = build_benchmark(tmp / "bench.json", args.items)
-    sizes = {1: build_corpus(tmp / "c1", n, items), 4: build_corpus(tmp / "c4", 4 * n, items)}
+    scales = (1,) if args.no_memory else (1, 4)
+    sizes = {k: build_corpus(tmp / f"c{k}", k * n, items) for k in scales}
 
     def config(corpus: Path, name: str) -> PipelineConfig:
         cfg = PipelineConfig()
@@ -207,60 +210,69 @@ def main() -> None:
         cfg.eval.benchmark = str(tmp / "bench.json")
         return cfg
 
+    # A first, small run starts Ray's workers and imports the package in them; timed
+    # runs then see warm workers, as the stage does after its first batch on a cluster.
+    build_corpus(tmp / "c0", 2 * FILE_RECORDS, items, seed=1)
+    start = time.monotonic()
+    run_clean(config(tmp / "c0", "warmup"))
+    cold_s = time.monotonic() - start
+    rows = []
     results = {}
-    for scale in (1, 4):
+    for scale in scales:
         start = time.monotonic()
         with Meter(with_ray=True) as meter:
             summary = run_clean(config(tmp / f"c{scale}", f"x{scale}"))
-        results[scale] = (time.monotonic() - start, meter, summary)
+        wall = time.monotonic() - start
+        results[scale] = (wall, meter)
+        t = summary["total"]
+        removed = f"{t['removed_contaminated']} / {t['exact_duplicate']} / {t['near_duplicate']}"
+        rows.append((f"medbase clean {scale}x", sizes[scale], wall, meter, removed))
     start = time.monotonic()
     with Meter(with_ray=False) as base_meter:
         base = run_baseline(tmp / "c1", items, config(tmp / "c1", "base"), args.baseline_records)
     base_s = time.monotonic() - start
-    ours_s, meter1, summary = results[1]
-    speed, base_speed = sizes[1] / ours_s, base["in"] / base_s
-    memory = results[4][1].largest / meter1.largest
-    t = summary["total"]
+    removed = f"{base['contaminated']} / {base['exact_duplicate']} / {base['near_duplicate']}"
+    rows.append(
+        (f"baseline, 1 process, first {base['in']}", base["in"], base_s, base_meter, removed)
+    )
+
     print(
-        f"corpus {sizes[1]} conversations (and {sizes[4]}), {len(items)} benchmark items, "
-        f"{args.cpus} CPUs; the machine is shared: figures under load\n"
+        f"corpus {' and '.join(str(v) for v in sizes.values())} conversations, {len(items)} "
+        f"benchmark items, {args.cpus} CPUs; the machine is shared: figures under load\n"
     )
     print(
-        "| run | records/s | wall s | CPU s | largest process MB | removed: contaminated / exact / near |"
+        "| run | records | records/s | wall s | CPU s | records per CPU s | largest process MB "
+        "| removed: contaminated / exact / near |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(
-        f"| medbase clean 1x | {speed:.0f} | {ours_s:.1f} | {meter1.cpu_s:.1f} | "
-        f"{meter1.largest / 2**20:.0f} | {t['removed_contaminated']} / {t['exact_duplicate']} / {t['near_duplicate']} |"
-    )
-    w4, m4, s4 = results[4]
-    t4 = s4["total"]
-    print(
-        f"| medbase clean 4x | {sizes[4] / w4:.0f} | {w4:.1f} | {m4.cpu_s:.1f} | "
-        f"{m4.largest / 2**20:.0f} | {t4['removed_contaminated']} / {t4['exact_duplicate']} / {t4['near_duplicate']} |"
-    )
-    print(
-        f"| baseline, first {base['in']} records, 1 process | {base_speed:.0f} | {base_s:.1f} | {base_meter.cpu_s:.1f} | "
-        f"{base_meter.largest / 2**20:.0f} | {base['contaminated']} / {base['exact_duplicate']} / {base['near_duplicate']} |"
-    )
-    print(
-        f"\nspeed-up {speed / base_speed:.2f}x (goal >= 2x); largest process 4x/1x "
-        f"{memory:.2f} (goal <= 1.2x)"
-    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, count, wall, meter, removed in rows:
+        print(
+            f"| {name} | {count} | {count / wall:.0f} | {wall:.1f} | {meter.cpu_s:.1f} | "
+            f"{count / max(meter.cpu_s, 1e-9):.0f} | {meter.largest / 2**20:.0f} | {removed} |"
+        )
+    print(f"\n(cold first run on {2 * FILE_RECORDS} records, not counted: {cold_s:.1f} s)")
+    speed = (sizes[1] / results[1][0]) / (base["in"] / base_s)
+    cpu_speed = (sizes[1] / results[1][1].cpu_s) / (base["in"] / base_meter.cpu_s)
+    print(f"\nrecords/s vs baseline {speed:.2f}x (goal >= 2x); per CPU second {cpu_speed:.2f}x")
     figures = [
         {
             "name": "clean records/s vs baseline",
-            "value": round(speed / base_speed, 2),
+            "value": round(speed, 2),
             "goal": 2.0,
             "higher_is_better": True,
         },
-        {
-            "name": "clean peak memory 4x/1x corpus",
-            "value": round(memory, 2),
-            "goal": 1.2,
-            "higher_is_better": False,
-        },
     ]
+    if 4 in results:
+        memory = results[4][1].largest / results[1][1].largest
+        print(f"largest process 4x/1x corpus {memory:.2f} (goal <= 1.2x)")
+        figures.append(
+            {
+                "name": "clean peak memory 4x/1x corpus",
+                "value": round(memory, 2),
+                "goal": 1.2,
+                "higher_is_better": False,
+            }
+        )
     shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(figures))
 

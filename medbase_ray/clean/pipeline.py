@@ -182,7 +182,9 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
         read_groups, batch_size=1, batch_format="pyarrow", fn_kwargs={"block_rows": c.batch_rows}
     ).map_batches(
         Annotator,
-        batch_size=c.batch_rows,
+        # Whole blocks (read_groups cuts them at batch_rows): a batch size here would make
+        # Ray bundle that many file *groups* into one task of the fused read + annotate.
+        batch_size=None,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
