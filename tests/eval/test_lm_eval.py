@@ -29,7 +29,7 @@ from medbase_ray.models.loading import load_tokenizer
 
 pytestmark = pytest.mark.integration
 
-PER_SOURCE = 3  # items per source: a subset keeps the test under a minute
+PER_SOURCE = 2  # items per source: a subset keeps the test short (14 items, 56 requests)
 TASK = "medbase_xmedbench"
 TASK_YAML = f"""task: {TASK}
 dataset_path: json
