@@ -79,7 +79,7 @@ def sweep(ray_local, prepared_dir, tmp_path_factory) -> dict:
         cmd += ["--set", o]
     log = open(root / "driver.log", "w")  # noqa: SIM115 (closed below)
     driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 600
+    deadline = time.time() + 1800  # a safety net: a crowded machine takes minutes per trial
     while not finished_trials(tune_dir) and driver.poll() is None and time.time() < deadline:
         time.sleep(1)
     before_kill = finished_trials(tune_dir)
