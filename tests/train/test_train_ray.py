@@ -216,32 +216,24 @@ def test_zero3_runs_from_prepared_data(ray_local, prepared_dir, make_cfg, tmp_pa
 
 def test_cli_refuses_data_prepared_for_another_tokenizer(prepared_dir, tiny_dir, tmp_path) -> None:
     """`medbase train --data DIR` with a model whose tokenizer differs: exit 1 with the
-    reason, before any Ray or training starts."""
+    reason, before any training starts (the CLI app in-process: no second interpreter
+    importing torch again)."""
     import shutil
-    import subprocess
-    import sys
 
     from transformers import AutoTokenizer
+    from typer.testing import CliRunner
+
+    from medbase_ray.cli import app
 
     other = tmp_path / "other-model"
     shutil.copytree(tiny_dir, other)
     tokenizer = AutoTokenizer.from_pretrained(str(other))
     tokenizer.add_tokens(["<new-token>"])
     tokenizer.save_pretrained(str(other))
-    args = [
-        "--data",
-        prepared_dir,
-        "--set",
-        f"run.root={tmp_path}",
-        "--set",
-        f"model.name_or_path={other}",
-    ]
-    out = subprocess.run(
-        [sys.executable, "-m", "medbase_ray.cli", "train", *args],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert out.returncode == 1, out.stderr
-    assert "another tokenizer" in out.stderr and prepared_dir in out.stderr
+    args = ["--data", prepared_dir, "--set", f"run.root={tmp_path}"]
+    result = CliRunner().invoke(app, ["train", *args, "--set", f"model.name_or_path={other}"])
+    assert result.exit_code == 1, result.output
+    assert "another tokenizer" in result.stderr and prepared_dir in result.stderr
     assert not (tmp_path / "tiny" / "train").exists()
 
 
