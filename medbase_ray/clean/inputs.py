@@ -33,13 +33,16 @@ def _index_of(record_id: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def iter_input_blocks(paths: list[str], block_rows: int) -> Iterator[pa.Table]:
+def iter_input_blocks(
+    paths: list[str], block_rows: int, origin: dict[str, str | None] | None = None
+) -> Iterator[pa.Table]:
     """The records of `paths` (read with corpus.readers.read_conversations, bad rows
-    rejected, not raised) in tables of at most `block_rows` rows."""
+    rejected, not raised) in tables of at most `block_rows` rows. `origin`: the
+    `source`/`language` to use where a file's name and folders give none (prepare's)."""
     rows: list[dict] = []
     for path in paths:
         sink = RejectSink()
-        records, _ = read_conversations(path, on_error="reject", rejects=sink)
+        records, _ = read_conversations(path, on_error="reject", rejects=sink, **(origin or {}))
         for r in records:
             rows.append(
                 {
@@ -72,7 +75,9 @@ def iter_input_blocks(paths: list[str], block_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
 
 
-def read_groups(batch: pa.Table, block_rows: int) -> Iterator[pa.Table]:
+def read_groups(
+    batch: pa.Table, block_rows: int, origin: dict[str, str | None] | None = None
+) -> Iterator[pa.Table]:
     """Ray Data map: a batch of `{"paths": [...]}` items -> their rows, block by block."""
     for paths in batch["paths"].to_pylist():
-        yield from iter_input_blocks(paths, block_rows)
+        yield from iter_input_blocks(paths, block_rows, origin)

@@ -71,6 +71,10 @@ def clean_inputs(cfg: PipelineConfig) -> list[str]:
     return inputs
 
 
+def _origin(cfg: PipelineConfig) -> dict[str, str | None]:
+    return {"source": cfg.prepare.source, "language": cfg.prepare.language}
+
+
 def benchmark_files(cfg: PipelineConfig) -> list[str]:
     """The eval split and dev split the config evaluates on, and clean.extra_benchmarks."""
     test, dev = resolve_benchmark(cfg.eval)
@@ -144,7 +148,7 @@ def _resolved(cfg: PipelineConfig, inputs: list[str], benchmarks: list[str]) -> 
     settings = cfg.clean.model_dump(mode="json", exclude={"enabled", "output", "inputs"})
     for key in ("batch_rows", "task_input_mb", "partition_input_mb", "num_workers", "top_items"):
         settings.pop(key)
-    return {"inputs": inputs, "benchmarks": benchmarks, "clean": settings}
+    return {"inputs": inputs, "origin": _origin(cfg), "benchmarks": benchmarks, "clean": settings}
 
 
 def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
@@ -179,7 +183,12 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
     partitions = max(1, math.ceil(input_bytes / (c.partition_input_mb * 2**20)))
     reads = ray.data.from_items([{"paths": g} for g in groups], override_num_blocks=len(groups))
     annotated = reads.map_batches(
-        read_groups, batch_size=1, batch_format="pyarrow", fn_kwargs={"block_rows": c.batch_rows}
+        read_groups,
+        batch_size=1,
+        batch_format="pyarrow",
+        # The inputs are prepare's: rows named by neither file nor folder take its
+        # --source/--language, as prepare itself reads them.
+        fn_kwargs={"block_rows": c.batch_rows, "origin": _origin(cfg)},
     ).map_batches(
         Annotator,
         # Whole blocks (read_groups cuts them at batch_rows): a batch size here would make

@@ -33,3 +33,21 @@ def test_cli_clean_options():
     result = CliRunner().invoke(app, ["clean", "--help"])
     assert result.exit_code == 0
     assert "--flag-only" in result.output and "--input" in result.output
+
+
+def test_inputs_take_prepares_source_and_language(tmp_path) -> None:
+    """A file that names neither source nor language is read with prepare's
+    --source/--language, as prepare reads it; without them its rows are rejects."""
+    import json
+
+    from medbase_ray.clean.inputs import iter_input_blocks
+
+    path = tmp_path / "1.dev.jsonl"
+    path.write_text(json.dumps(["What is A?", "A is B."]) + "\n", encoding="utf-8")
+    (named,) = list(iter_input_blocks([str(path)], 10, {"source": "guidelines", "language": "en"}))
+    assert named.column("reject").to_pylist() == [None]
+    assert named.column("source").to_pylist() == ["guidelines"]
+    assert named.column("language").to_pylist() == ["en"]
+    (unnamed,) = list(iter_input_blocks([str(path)], 10))
+    assert unnamed.column("id").to_pylist() == [None]
+    assert "language" in unnamed.column("reject")[0].as_py()
