@@ -15,7 +15,9 @@ state), `metrics.csv` and `tensorboard/`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -299,7 +301,12 @@ def local_model_dir(uri: str) -> str:
     local = StageOutput(uri).local_path()
     if local is not None:
         return str(local)
-    return Checkpoint(uri).to_directory(tempfile.mkdtemp(prefix="medbase-final-"))
+    # The same local path for the same URI, fetched afresh: eval fingerprints a model by
+    # its path, so a re-run (the pipeline's "eval after") must see the path it saw before.
+    target = storage.cache_root() / "checkpoints" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Checkpoint(uri).to_directory(str(target))
 
 
 def read_history(out: StageOutput) -> list[dict[str, float]]:

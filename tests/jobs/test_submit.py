@@ -102,7 +102,8 @@ def test_pipeline_job_succeeds_and_writes_every_stage(ray_head, tmp_path: Path) 
     assert report["items"] == len(LANGUAGES)  # one item per language, every one scored
     assert (run / "report.html").exists()
     # The working dir went up without the venv and git history, with the bundled data.
-    uploads = list(ray_head.temp_dir.glob("session_*/runtime_resources/working_dir_files/*"))
+    found = ray_head.temp_dir.glob("session_*/runtime_resources/working_dir_files/*")
+    uploads = [u for u in found if u.is_dir()]  # (Ray keeps the downloaded zip beside it)
     assert uploads and not any((u / ".venv").exists() or (u / ".git").exists() for u in uploads)
     assert all((u / "medbase_ray" / "corpus" / "data").is_dir() for u in uploads)
 
