@@ -34,7 +34,9 @@ from medbase_ray.config import PipelineConfig
 from medbase_ray.corpus.readers import read_raw_texts, sample_dir
 from medbase_ray.corpus.writers import write_jsonl
 from medbase_ray.pipeline import TRAINED_APP, format_comparison, run_pipeline
-from medbase_ray.ray_runtime import worker_env
+from medbase_ray.ray_runtime import init_ray
+from medbase_ray.report.build import write_report
+from medbase_ray.serve.app import derive_model_id, wait_until_interrupted
 
 # The demo's own settings, used where the config file, preset or --set gives none:
 # short teacher answers (the untrained tiny model writes noise, so long ones only cost
@@ -161,32 +163,20 @@ class DemoTracker:
 
 # -- quiet Ray --------------------------------------------------------------------------
 def init_ray_for_demo(cfg: PipelineConfig, verbose: bool) -> None:
-    """Start (or join) Ray with worker output kept out of the terminal unless verbose.
-
-    medbase_ray.ray_runtime.init_ray forwards worker logs to the driver (what a job's
-    log wants); the demo keeps them in Ray's session logs instead (log_to_driver=False).
-    """
-    import ray
+    """Start (or join) Ray with worker output kept out of the terminal unless verbose."""
+    import ray.data  # its progress bars would fill the log with redraws
 
     if ray.is_initialized():
         return
     if not verbose:
-        import ray.data  # its progress bars would fill the log with redraws
-
         ray.data.DataContext.get_current().enable_progress_bars = False
-    runtime_env = {"env_vars": worker_env(cfg.ray.env_vars)}
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
-    common = {"runtime_env": runtime_env, "log_to_driver": verbose}
-    if address:
-        ray.init(address=address, **common)
-    else:
-        ray.init(
-            address="local",  # a new instance, even where `ray start` runs one
-            num_cpus=cfg.ray.num_cpus or os.cpu_count() or 1,
-            dashboard_host="127.0.0.1",
-            logging_level=logging.INFO if verbose else logging.WARNING,
-            **common,
-        )
+    init_ray(
+        cfg.ray.address,
+        cfg.ray.num_cpus,
+        cfg.ray.env_vars,
+        log_to_driver=verbose,
+        logging_level=logging.INFO if verbose else logging.WARNING,
+    )
 
 
 @contextmanager
@@ -294,9 +284,6 @@ def run_demo(
 
     wait: keep the endpoint up until Ctrl-C (None: when stdin and stdout are terminals).
     """
-    from medbase_ray.report.build import write_report
-    from medbase_ray.serve.app import derive_model_id, wait_until_interrupted
-
     cfg = apply_demo_defaults(cfg.model_copy(deep=True))
     apply_rewrite_sample(cfg)
     if wait is None:

@@ -22,7 +22,16 @@ from medbase_ray import storage
 from medbase_ray.config import PipelineConfig
 from medbase_ray.corpus.readers import sample_dir
 from medbase_ray.corpus.rejects import AllRejected
+from medbase_ray.eval.runner import run_eval
+from medbase_ray.prepare.pipeline import run_prepare
+from medbase_ray.ray_runtime import init_ray
+from medbase_ray.report.build import write_report
+from medbase_ray.rewrite.pipeline import run_rewrite
+from medbase_ray.serve.app import start_server
 from medbase_ray.stage import StageOutput
+from medbase_ray.train.run import run_train
+from medbase_ray.tune.outputs import best_mixture_config
+from medbase_ray.tune.sweep import run_tune
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +109,7 @@ def run_pipeline(
 
     keep_serving: leave the trained model's endpoint up (the demo's last step).
     """
-    from ray import serve
-
-    from medbase_ray.eval.runner import run_eval
-    from medbase_ray.prepare.pipeline import run_prepare
-    from medbase_ray.ray_runtime import init_ray
-    from medbase_ray.report.build import write_report
-    from medbase_ray.rewrite.pipeline import run_rewrite
-    from medbase_ray.serve.app import start_server
-    from medbase_ray.train.run import run_train
-    from medbase_ray.tune.outputs import best_mixture_config
-    from medbase_ray.tune.sweep import run_tune
+    from ray import serve  # Ray Serve is heavy; the module's users reach it only here
 
     tracker = tracker or LogTracker()
     cfg = cfg.model_copy(deep=True)

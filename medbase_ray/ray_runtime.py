@@ -42,8 +42,14 @@ def init_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     env_vars: dict[str, str] | None = None,
+    *,
+    log_to_driver: bool = True,
+    logging_level: int = logging.WARNING,
 ) -> dict[str, Any]:
-    """Connect to or start Ray once per process; returns the cluster's resources."""
+    """Connect to or start Ray once per process; returns the cluster's resources.
+
+    log_to_driver: forward workers' output to this process (what a job's log wants; the
+    demo keeps it in Ray's session logs instead). logging_level: a new local Ray's."""
     import ray
 
     if ray.is_initialized():
@@ -52,7 +58,7 @@ def init_ray(
     runtime_env = {"env_vars": worker_env(env_vars)}
     if address:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         cpus = num_cpus or os.cpu_count() or 1
         log.info("starting a local Ray with %d CPUs (dashboard on 127.0.0.1)", cpus)
@@ -63,8 +69,8 @@ def init_ray(
             num_cpus=cpus,
             dashboard_host="127.0.0.1",
             runtime_env=runtime_env,
-            log_to_driver=True,
+            log_to_driver=log_to_driver,
             configure_logging=True,
-            logging_level=logging.WARNING,
+            logging_level=logging_level,
         )
     return ray.cluster_resources()

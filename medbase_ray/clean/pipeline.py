@@ -52,6 +52,7 @@ from medbase_ray.config import PipelineConfig, dump_config
 from medbase_ray.corpus.readers import read_eval_items, sample_dir
 from medbase_ray.eval.runner import resolve_benchmark
 from medbase_ray.prepare.inputs import group_files, list_conversation_files
+from medbase_ray.ray_runtime import init_ray
 from medbase_ray.stage import StageOutput
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,6 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
     """Clean `clean_inputs(cfg)` into `<run>/clean/` (or clean.output); returns the
     summary (`output_dir`, `conversations_dir`, `skipped`, `total`, ...)."""
     import ray  # the Ray layer
-
-    from medbase_ray.ray_runtime import init_ray
 
     c = cfg.clean
     out = StageOutput.of(cfg.run, "clean", c.output)
