@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+GCS_PORT_VAR = "RAY_GCS_SERVER_PORT"
 
 
 def _has_cuda() -> bool:
@@ -61,16 +64,36 @@ def init_ray(
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         cpus = num_cpus or os.cpu_count() or 1
-        log.info("starting a local Ray with %d CPUs (dashboard on 127.0.0.1)", cpus)
-        ray.init(
-            # "local": a new Ray even when `ray start` runs on this machine (address=None
-            # would join the cluster it recorded in /tmp/ray/ray_current_cluster).
-            address="local",
-            num_cpus=cpus,
-            dashboard_host="127.0.0.1",
-            runtime_env=runtime_env,
-            log_to_driver=log_to_driver,
-            configure_logging=True,
-            logging_level=logging_level,
-        )
+        # Ray code in workers that looks its cluster up (Ray Train's placement-group
+        # cleaner queries the state API) finds it by RAY_ADDRESS, else by the GCS
+        # processes on this machine, and fails when it sees more than one: so the
+        # cluster's GCS port is chosen here and its address handed to every worker.
+        gcs = f"{ray.util.get_node_ip_address()}:{_free_port()}"
+        runtime_env["env_vars"]["RAY_ADDRESS"] = gcs
+        log.info("starting a local Ray with %d CPUs at %s (dashboard on 127.0.0.1)", cpus, gcs)
+        previous = os.environ.get(GCS_PORT_VAR)
+        os.environ[GCS_PORT_VAR] = gcs.rsplit(":", 1)[1]  # read by Ray when it starts a head
+        try:
+            ray.init(
+                # "local": a new Ray even when `ray start` runs on this machine (None
+                # would join the cluster it recorded in /tmp/ray/ray_current_cluster).
+                address="local",
+                num_cpus=cpus,
+                dashboard_host="127.0.0.1",
+                runtime_env=runtime_env,
+                log_to_driver=log_to_driver,
+                configure_logging=True,
+                logging_level=logging_level,
+            )
+        finally:
+            if previous is None:
+                os.environ.pop(GCS_PORT_VAR, None)
+            else:
+                os.environ[GCS_PORT_VAR] = previous
     return ray.cluster_resources()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]

@@ -46,5 +46,23 @@ def test_local_ray_starts_with_deepspeed_env(ray_local) -> None:
 
 
 @pytest.mark.integration
+def test_workers_find_their_own_cluster_among_several(ray_local) -> None:
+    """Ray code in workers that looks its cluster up (Ray Train's placement-group
+    cleaner, the state API) must find this one, not fail on another Ray of this machine."""
+    import ray
+
+    @ray.remote
+    def lookup() -> tuple[str | None, str]:
+        import os
+
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        return os.environ.get("RAY_ADDRESS"), canonicalize_bootstrap_address_or_die(None)
+
+    env_address, found = ray.get(lookup.remote())
+    assert env_address == found == ray.get_runtime_context().gcs_address
+
+
+@pytest.mark.integration
 def test_init_ray_is_idempotent(ray_local) -> None:
     assert init_ray(num_cpus=1)["CPU"] == ray_local["CPU"]  # the running Ray, not a new one
