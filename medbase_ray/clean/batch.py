@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medbase_ray.clean.index import BenchmarkIndex
-from medbase_ray.clean.minhash import band_keys, minhash_signatures
-from medbase_ray.clean.text import dedup_text, stable_hash64
+from medbase_ray.clean.minhash import band_keys, dedup_signatures
+from medbase_ray.clean.text import fold, stable_hash64, strip_punctuation
 
 MAX_ITEMS_LISTED = 8
 ANNOTATIONS = [
@@ -64,8 +64,11 @@ def annotate_batch(
     match_field: list[str | None] = [None] * n
     match_ngram: list[str | None] = [None] * n
     matched: list[list[str]] = [[] for _ in range(n)]
+    folded = [fold(t) for t in texts]  # NFKC + casefold once, for both checks
     if index is not None and len(good):
-        for i, matches in zip(good, index.find(texts, [languages[i] for i in good]), strict=True):
+        norm = [strip_punctuation(f) for f in folded]
+        found = index.find_normalized(norm, [languages[i] for i in good])
+        for i, matches in zip(good, found, strict=True):
             if matches:
                 match_item[i], match_field[i] = matches[0].item_id, matches[0].field
                 match_ngram[i] = matches[0].ngram
@@ -76,8 +79,9 @@ def annotate_batch(
     sig_lengths = np.zeros(n, np.int32)
     sig_values = np.zeros(0, np.uint32)
     if dedup.enabled and len(good):
-        exact[good] = stable_hash64([dedup_text(t) for t in texts])
-        sigs = minhash_signatures(texts, dedup.num_perm, dedup.shingle_chars, dedup.seed)
+        dedup_texts = [" ".join(f.split()) for f in folded]  # text.dedup_text
+        exact[good] = stable_hash64(dedup_texts)
+        sigs = dedup_signatures(dedup_texts, dedup.num_perm, dedup.shingle_chars, dedup.seed)
         keys = band_keys(sigs, dedup.bands, dedup.rows)
         sig_lengths[good] = dedup.num_perm
         sig_values = sigs.ravel()

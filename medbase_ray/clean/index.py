@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -61,8 +62,11 @@ class BenchmarkIndex:
 
     def find(self, texts: list[str], languages: list[str | None]) -> list[list[Match]]:
         """The benchmark grams in each text (in order of position; [] for a clean one)."""
-        found: list[list[Match]] = [[] for _ in texts]
-        norm = [normalize(t) for t in texts]
+        return self.find_normalized([normalize(t) for t in texts], languages)
+
+    def find_normalized(self, norm: list[str], languages: list[str | None]) -> list[list[Match]]:
+        """`find` on texts already normalised (text.normalize)."""
+        found: list[list[Match]] = [[] for _ in norm]
         for mode in (WORDS, CHARS):
             rows = [
                 i
@@ -71,10 +75,10 @@ class BenchmarkIndex:
             ]
             if not rows or not self.lengths.get(mode):
                 continue
-            ids, offsets = _token_ids([tokens(norm[i], mode == CHARS) for i in rows], self.vocab)
-            h, seq, pos = gram_hashes(ids, offsets, self.lengths[mode], mode)
-            hit = self.prefilter[h >> np.uint64(64 - _PREFILTER_BITS)]
-            h, seq, pos = h[hit], seq[hit], pos[hit]
+            ids, offsets = self._token_ids([tokens(norm[i], mode == CHARS) for i in rows])
+            # Most grams are in no benchmark item: the prefilter drops them before their
+            # positions are worked out and before the binary search.
+            h, seq, pos = gram_hashes(ids, offsets, self.lengths[mode], mode, self._may_hold)
             where = np.searchsorted(self.hashes, h)
             where[where == len(self.hashes)] = 0
             hit = self.hashes[where] == h if len(self.hashes) else np.zeros(len(h), bool)
@@ -83,6 +87,26 @@ class BenchmarkIndex:
         for matches in found:
             matches.sort(key=lambda m: m.position)
         return found
+
+    def _may_hold(self, h: np.ndarray) -> np.ndarray:
+        return self.prefilter[h >> np.uint64(64 - _PREFILTER_BITS)]
+
+    @cached_property
+    def _ids(self) -> dict[str, int]:
+        """Token -> id, made where `find` first runs (a Ray worker), not pickled with
+        the index: a dict lookup per token costs less than building an Arrow array."""
+        return {t: i + 1 for i, t in enumerate(self.vocab.to_pylist())}
+
+    def _token_ids(self, seqs: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids (vocabulary index + 1; 0 = not a benchmark token) and offsets."""
+        offsets = np.zeros(len(seqs) + 1, np.int64)
+        np.cumsum([len(s) for s in seqs], out=offsets[1:])
+        get = self._ids.get
+        ids = np.fromiter((get(t, 0) for s in seqs for t in s), np.uint64, int(offsets[-1]))
+        return ids, offsets
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_ids"}
 
     def _match(self, entry: int, position: int) -> Match:
         s = int(self.entry_seq[entry])

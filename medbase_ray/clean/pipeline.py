@@ -179,7 +179,8 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
     files = list_conversation_files(inputs)
     groups = group_files(files, c.task_input_mb * 2**20)
     input_bytes = sum(Path(f).stat().st_size for f in files)
-    partitions = max(1, math.ceil(input_bytes / (c.partition_input_mb * 2**20)))
+    # At least one partition per worker, so that the decide pass runs on every CPU.
+    partitions = max(workers, math.ceil(input_bytes / (c.partition_input_mb * 2**20)))
     reads = ray.data.from_items([{"paths": g} for g in groups], override_num_blocks=len(groups))
     annotated = reads.map_batches(
         read_groups,
@@ -205,15 +206,19 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
         },
     )
     shards = [r["shard"] for r in annotated.take_all()]
+    pass_s = {"annotate": time.monotonic() - started}
     by_shard = [{"shard": s} for s in shards]
     if c.dedup:
         _map_each([{"partition": p} for p in range(partitions)], _decide, work=work).materialize()
+        pass_s["decide"] = time.monotonic() - started - sum(pass_s.values())
         _map_each(by_shard, _attach, work=work).materialize()
+        pass_s["attach"] = time.monotonic() - started - sum(pass_s.values())
     flag_only, threshold = c.action == "flag", c.jaccard_threshold
     finish = _map_each(
         by_shard, _finish, work=work, out=out.uri, flag_only=flag_only, threshold=threshold
     )
     finished = finish.take_all()
+    pass_s["finish"] = time.monotonic() - started - sum(pass_s.values())
     table, items = merge_shard_results(finished)
     check_counts(table)
     settings = {
@@ -236,6 +241,7 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
         "total": report["total"],
         "benchmark_items": n_items,
         "seconds": round(time.monotonic() - started, 2),
+        "pass_seconds": {k: round(v, 2) for k, v in pass_s.items()},
         "resolved": resolved,
     }
     out.complete(summary)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -149,69 +148,104 @@ def _write_grouped(table: pa.Table, column: str, root: str, name: str) -> None:
         storage.write_parquet(path, table.filter(pa.array(values == value)), ROW_GROUP_ROWS * 16)
 
 
+# The reason of each row in finish_shard, in order of precedence (a row removed as
+# contaminated gave no dedup keys; an invalid one has no text).
+KEPT, INVALID, CONTAMINATED, DUPLICATE = 0, 1, 2, 3
+_COUNTED = ("contaminated", "invalid", "removed_contaminated", "exact_duplicate")
+_COUNTED += ("near_duplicate", "kept")
+
+
 def finish_shard(work: str, out: str, shard: str, flag_only: bool, threshold: float) -> dict:
     """Pass 3: kept rows to conversations/, removed ones to rejects/ with the reason;
-    returns counts per `source/language` and the benchmark items matched."""
-    rows = storage.read_parquet(storage.join(work, "records", f"{shard}.parquet"))
-    dups: dict[int, tuple[str, str]] = {}
+    returns counts per `source/language` and the benchmark items matched. Column
+    operations throughout: only the shard's duplicates are looked at one by one."""
+    path = storage.join(work, "records", f"{shard}.parquet")
     dup_files = storage.list_files(storage.join(work, "dups", shard), ".parquet")
+    columns = REJECT_SCHEMA.names[:3] + ["turns", "file", "index", "reject", "match_item"]
+    columns += ["match_field", "match_ngram", "matched_items", "removed_contaminated"]
+    rows = storage.read_parquet(path, columns + (["signature"] if dup_files else []))
+    n = rows.num_rows
+    dup_reason: list[str | None] = [None] * n
+    kept_id: list[str | None] = [None] * n
     if dup_files:
         found = pa.concat_tables(storage.read_parquet(f) for f in dup_files)
         signatures = rows["signature"].to_numpy(zero_copy_only=False)
         width = max((len(x) for x in signatures), default=0)
         matrix = np.stack([x if len(x) else np.zeros(width, np.uint32) for x in signatures])
         dups = resolve_duplicates(found.filter(pa.array(verified(found, matrix, threshold))))
-    rows = rows.drop_columns(["signature", "band_keys"])
-    counts: dict[str, Counter] = {}
-    items: Counter = Counter()
-    kept, rejects, flagged = [], [], []
-    for i, r in enumerate(rows.to_pylist()):
-        key = f"{r['source'] or '?'}/{r['language'] or '?'}"  # "?": an unreadable row
-        c = counts.setdefault(key, Counter())
-        c["in"] += 1
-        items.update(r["matched_items"])
-        if r["match_item"] is not None:
-            c["contaminated"] += 1
-        if r["reject"] is not None:
-            c["invalid"] += 1
-            rejects.append(_reject(r, "invalid", detail=r["reject"]))
-        elif r["removed_contaminated"]:
-            c["removed_contaminated"] += 1
-            rejects.append(_reject(r, "contaminated"))
-        elif i in dups:
-            reason, kept_id = dups[i]
-            c[reason] += 1
-            rejects.append(_reject(r, reason, kept_id=kept_id))
-        else:
-            c["kept"] += 1
-            kept.append({k: r[k] for k in CONVERSATION_SCHEMA.names})
-            if r["match_item"] is not None and flag_only:
-                flagged.append(_reject(r, "contaminated"))
-    for name, data, schema in (
-        ("conversations", kept, CONVERSATION_SCHEMA),
-        ("rejects", rejects, REJECT_SCHEMA),
-        ("flagged", flagged, REJECT_SCHEMA),
-    ):
-        if data:
-            table = pa.Table.from_pylist(data, schema=schema)
+        for row, (reason, kept) in dups.items():
+            dup_reason[row], kept_id[row] = reason, kept
+    invalid = pc.is_valid(rows["reject"]).to_numpy(zero_copy_only=False)
+    matched = pc.is_valid(rows["match_item"]).to_numpy(zero_copy_only=False)
+    removed_c = rows["removed_contaminated"].to_numpy(zero_copy_only=False)
+    is_dup = np.array([r is not None for r in dup_reason], bool)
+    status = np.select(
+        [invalid, removed_c, is_dup], [INVALID, CONTAMINATED, DUPLICATE], default=KEPT
+    )
+    reason = np.where(status == DUPLICATE, np.array(dup_reason, object), None)
+    reason[status == INVALID] = "invalid"
+    reason[status == CONTAMINATED] = "contaminated"
+
+    masks = {
+        "contaminated": matched,
+        "invalid": status == INVALID,
+        "removed_contaminated": status == CONTAMINATED,
+        "exact_duplicate": reason == "exact_duplicate",
+        "near_duplicate": reason == "near_duplicate",
+        "kept": status == KEPT,
+    }
+    counts = _counts_by_key(rows, masks)
+    items = {
+        x["values"]: x["counts"]
+        for x in pc.value_counts(pc.list_flatten(rows["matched_items"])).to_pylist()
+    }
+
+    kept_mask = pa.array(status == KEPT)
+    rejects = _rejects(rows, reason, kept_id).filter(pa.array(status != KEPT))
+    flagged = _rejects(rows, np.where(matched, "contaminated", None), [None] * n)
+    flagged = flagged.filter(pa.array(matched & (status == KEPT) & flag_only))
+    kept = rows.filter(kept_mask).select(CONVERSATION_SCHEMA.names).cast(CONVERSATION_SCHEMA)
+    for name, table in (("conversations", kept), ("rejects", rejects), ("flagged", flagged)):
+        if table.num_rows:
             storage.write_parquet(
                 storage.join(out, name, f"{shard}.parquet"), table, ROW_GROUP_ROWS
             )
     return {"shard": shard, "counts": json.dumps(counts), "items": json.dumps(items)}
 
 
-def _reject(r: dict, reason: str, kept_id: str | None = None, detail: str | None = None) -> dict:
-    return {
-        "id": r["id"],
-        "source": r["source"],
-        "language": r["language"],
-        "reason": reason,
-        "benchmark_item": r["match_item"],
-        "field": r["match_field"],
-        "ngram": r["match_ngram"],
-        "matched_items": r["matched_items"],
-        "kept_id": kept_id,
-        "file": r["file"],
-        "index": r["index"],
-        "detail": detail,
-    }
+def _counts_by_key(rows: pa.Table, masks: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """Per `source/language` ("?" for an unreadable row's): "in" and each mask's count."""
+    keys = pc.binary_join_element_wise(
+        pc.fill_null(rows["source"], "?"), pc.fill_null(rows["language"], "?"), "/"
+    )
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    which = encoded.indices.to_numpy(zero_copy_only=False)
+    counts = {name: {"in": int(c)} for name, c in zip(names, np.bincount(which), strict=True)}
+    for col, mask in masks.items():
+        for k, c in enumerate(np.bincount(which[mask], minlength=len(names))):
+            if c:
+                counts[names[k]][col] = int(c)
+    return counts
+
+
+def _rejects(rows: pa.Table, reason: np.ndarray, kept_id: list[str | None]) -> pa.Table:
+    """A REJECT_SCHEMA row per row of `rows` (filtered by the caller)."""
+    invalid = pc.is_valid(rows["reject"])
+    return pa.table(
+        {
+            "id": rows["id"],
+            "source": rows["source"],
+            "language": rows["language"],
+            "reason": pa.array(reason, pa.string()),
+            "benchmark_item": rows["match_item"],
+            "field": rows["match_field"],
+            "ngram": rows["match_ngram"],
+            "matched_items": rows["matched_items"],
+            "kept_id": pa.array(kept_id, pa.string()),
+            "file": rows["file"],
+            "index": rows["index"],
+            "detail": pc.if_else(invalid, rows["reject"], pa.scalar(None, pa.string())),
+        },
+        schema=REJECT_SCHEMA,
+    )

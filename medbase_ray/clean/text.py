@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -38,9 +39,20 @@ def _punctuation() -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in chars) + "]+")
 
 
+def fold(text: str) -> str:
+    """NFKC + casefold: what both `normalize` and `dedup_text` start from (a batch folds
+    each text once and derives both)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def strip_punctuation(folded: str) -> str:
+    """Punctuation and symbols of a folded text replaced by spaces."""
+    return _punctuation().sub(" ", folded)
+
+
 def normalize(text: str) -> str:
     """NFKC + casefold, punctuation and symbols replaced by spaces."""
-    return _punctuation().sub(" ", unicodedata.normalize("NFKC", text).casefold())
+    return strip_punctuation(fold(text))
 
 
 def uses_chars(language: str | None, text: str, char_languages: frozenset[str]) -> bool:
@@ -56,24 +68,33 @@ def tokens(text: str, by_chars: bool) -> list[str]:
 
 def dedup_text(text: str) -> str:
     """The text exact duplicates are compared on: NFKC, casefolded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return " ".join(fold(text).split())
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser (uint64 in, uint64 out), so nearby inputs spread out."""
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
+    h = h ^ (h >> np.uint64(30))  # a new array; the rest in place (no temporaries)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
 
 
 def gram_hashes(
-    ids: np.ndarray, offsets: np.ndarray, lengths: list[int], mode: int
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    lengths: list[int],
+    mode: int,
+    keep: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashes of every gram of the given lengths that lies inside one sequence.
 
     ids: uint64 token ids of all sequences back to back; offsets: (n_seq + 1,) starts.
     Returns (hashes uint64, sequence index, start position within the sequence), one
     entry per gram; a sequence shorter than a length contributes none of it.
+    keep: hashes -> bool mask of those to return (e.g. an index's prefilter), applied
+    before positions are worked out.
     """
     total = len(ids)
     if total == 0 or not lengths:
@@ -88,14 +109,19 @@ def gram_hashes(
         seq_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         out_h, out_seq, out_pos = [], [], []
         for k in lengths:
-            if k > total:
+            n = total - k + 1  # grams of length k starting at 0 .. n-1, in one sequence or not
+            if n <= 0:
                 continue
-            starts = np.arange(total - k + 1)
-            inside = seq_of[starts] == seq_of[starts + k - 1]
-            starts = starts[inside]
-            raw = (prefix[starts + k] - prefix[starts]) * inv[starts]
-            salt = np.uint64((k << 8 | mode) * 0x2545F4914F6CDD1D % 2**64)
-            out_h.append(_mix(raw ^ salt))
+            # Slices, not gathers: every start's hash, then the mask of those to keep.
+            raw = prefix[k : k + n] - prefix[:n]
+            raw *= inv[:n]
+            raw ^= np.uint64((k << 8 | mode) * 0x2545F4914F6CDD1D % 2**64)
+            h = _mix(raw)
+            inside = seq_of[:n] == seq_of[k - 1 :]
+            if keep is not None:
+                inside &= keep(h)
+            starts = np.flatnonzero(inside)
+            out_h.append(h[starts])
             seq = seq_of[starts]
             out_seq.append(seq)
             out_pos.append(starts - offsets[seq])
