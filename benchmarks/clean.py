@@ -55,41 +55,68 @@ FILE_RECORDS = 5000
 
 
 def build_corpus(root: Path, n_records: int, items: list[dict], seed: int = 0) -> int:
-    """`n_records` distinct conversations in JSONL files of FILE_RECORDS; returns the count."""
+    """`n_records` conversations in JSONL files of FILE_RECORDS (module docstring);
+    returns the count."""
     rng = random.Random(seed)
-    qa: dict[str, list[list[str]]] = {}
+    users: dict[str, list[str]] = {}
+    answers: dict[str, list[str]] = {}
     for r in read_conversations(sample_dir() / "apollo")[0]:
-        if "_qa:" in r["id"]:
-            qa.setdefault(r["language"], []).append(r["turns"])
-    langs = sorted(qa)
+        users.setdefault(r["language"], []).extend(r["turns"][0::2])
+        answers.setdefault(r["language"], []).extend(r["turns"][1::2])
+    langs = sorted(users)
+    vocab = {lang: _vocabulary(users[lang] + answers[lang], lang) for lang in langs}
     questions = {lang: [it["question"] for it in items if it["language"] == lang] for lang in langs}
     root.mkdir(parents=True)
-    seen: set[tuple] = set()
-    rows, written, part = [], 0, 0
+    rows: list[dict] = []
+    written, part, k = 0, 0, 0
     while written + len(rows) < n_records:
-        lang = langs[len(seen) % len(langs)]
-        a, b = rng.randrange(len(qa[lang])), rng.randrange(len(qa[lang]))
-        if (lang, a, b) in seen:
-            continue
-        seen.add((lang, a, b))
-        turns = qa[lang][a] + qa[lang][b]
-        k = len(seen)
+        k += 1
+        lang = langs[k % len(langs)]
+        turns = []
+        for _ in range(rng.choice((1, 1, 2, 2, 3))):
+            turns += [rng.choice(users[lang]), rng.choice(answers[lang])]
+        turns[-1] += " " + _detail(rng, vocab[lang], lang)  # what makes each record its own
         rows.append({"id": f"syn:{k}", "source": f"synth{k % 4}", "language": lang, "turns": turns})
         roll = rng.random()
         if roll < 0.01:  # an exact copy in another source
             rows.append({**rows[-1], "id": f"copy:{k}", "source": "copies"})
-        elif roll < 0.02:  # a near copy: one sentence end changed
-            near = [t.replace(".", "!", 1) for t in turns]
+        elif roll < 0.03:  # a near copy: one token of the detail replaced, an end changed
+            near = [*turns[:-1], _edit(rng, turns[-1], vocab[lang], lang)]
             rows.append({**rows[-1], "id": f"near:{k}", "source": "copies", "turns": near})
-        elif roll < 0.022 and questions[lang]:  # quotes a benchmark question
+        elif roll < 0.032 and questions[lang]:  # quotes a benchmark question
             q = rng.choice(questions[lang])
-            rows.append({**rows[-1], "id": f"quote:{k}", "turns": [turns[0], turns[1] + " " + q]})
+            rows.append(
+                {**rows[-1], "id": f"quote:{k}", "turns": [*turns[:-1], f"{turns[-1]} {q}"]}
+            )
         if len(rows) >= FILE_RECORDS:
             write_jsonl(root / f"part-{part:05d}.jsonl", rows)
             written, part, rows = written + len(rows), part + 1, []
     if rows:
         write_jsonl(root / f"part-{part:05d}.jsonl", rows)
     return written + len(rows)
+
+
+def _vocabulary(texts: list[str], lang: str) -> list[str]:
+    """The distinct words (characters for Chinese) of `texts`, sorted."""
+    if lang == "zh":
+        return sorted({c for t in texts for c in t if c.isalnum()})
+    return sorted({w.strip(".,;:!?¿¡،؟।") for t in texts for w in t.split()} - {""})
+
+
+def _detail(rng: random.Random, vocab: list[str], lang: str) -> str:
+    """A sentence of random words of the language: 8-20 words, or 16-40 characters."""
+    if lang == "zh":
+        return "".join(rng.choices(vocab, k=rng.randint(16, 40))) + "。"
+    return " ".join(rng.choices(vocab, k=rng.randint(8, 20))) + "."
+
+
+def _edit(rng: random.Random, text: str, vocab: list[str], lang: str) -> str:
+    """`text` with one word (two characters for Chinese) replaced and its end changed."""
+    sep = "" if lang == "zh" else " "
+    toks = list(text) if lang == "zh" else text.split()
+    at = rng.randrange(len(toks))
+    toks[at : at + (2 if lang == "zh" else 1)] = [rng.choice(vocab)]
+    return sep.join(toks).rstrip(".。") + ("!" if lang != "zh" else "！")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -120,9 +147,11 @@ def build_benchmark(path: Path, n_items: int, seed: int = 0) -> list[dict]:
 
 
 def run_baseline(
-    corpus: Path, items: list[dict], cfg: PipelineConfig, max_records: int | None = None
+    corpus: Path, items: list[dict], cfg: PipelineConfig, out: Path, max_records: int | None = None
 ) -> dict:
-    """One process, the straightforward way (module docstring); returns decision counts.
+    """One process, the straightforward way (module docstring): kept records to
+    `out`/kept.jsonl, removed ones with the reason and what they match or duplicate to
+    `out`/rejects.jsonl, as the stage writes its two outputs; returns decision counts.
     `max_records`: stop after the file that reaches it (its rate is what is compared)."""
     c = cfg.clean
     char_langs = frozenset(c.char_languages)
@@ -141,9 +170,18 @@ def run_baseline(
             for i in range(len(toks) - k + 1):
                 index[hash((by_chars, *toks[i : i + k]))] = it["id"]
     bands, rows = lsh_params(c.jaccard_threshold, c.num_perm)
-    exact_seen: set[int] = set()
-    buckets: dict[tuple[int, bytes], np.ndarray] = {}
+    exact_seen: dict[int, str] = {}
+    buckets: dict[tuple[int, bytes], tuple[np.ndarray, str]] = {}
     counts = {"in": 0, "contaminated": 0, "exact_duplicate": 0, "near_duplicate": 0, "kept": 0}
+    out.mkdir(parents=True, exist_ok=True)
+    kept_file = (out / "kept.jsonl").open("w", encoding="utf-8")
+    rejects_file = (out / "rejects.jsonl").open("w", encoding="utf-8")
+
+    def reject(r: dict, reason: str, what: str) -> None:
+        counts[reason] += 1
+        row = {"id": r["id"], "source": r["source"], "reason": reason, "match": what}
+        rejects_file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
     for path in sorted(corpus.iterdir()):
         if max_records is not None and counts["in"] >= max_records:
             break
@@ -153,30 +191,42 @@ def run_baseline(
             norm = normalize(text)
             by_chars = uses_chars(r["language"], norm, char_langs)
             toks = tokens(norm, by_chars)
-            if any(
-                hash((by_chars, *toks[i : i + k])) in index
-                for k in lengths[by_chars]
-                for i in range(len(toks) - k + 1)
-            ):
-                counts["contaminated"] += 1
+            item = next(
+                (
+                    index[g]
+                    for k in lengths[by_chars]
+                    for i in range(len(toks) - k + 1)
+                    if (g := hash((by_chars, *toks[i : i + k]))) in index
+                ),
+                None,
+            )
+            if item is not None:
+                reject(r, "contaminated", item)
                 continue
             key = hash(dedup_text(text))
             if key in exact_seen:
-                counts["exact_duplicate"] += 1
+                reject(r, "exact_duplicate", exact_seen[key])
                 continue
-            exact_seen.add(key)
+            exact_seen[key] = r["id"]
             sig = minhash_signatures([text], c.num_perm, c.shingle_chars, c.seed)[0]
             band_ids = [(b, sig[b * rows : (b + 1) * rows].tobytes()) for b in range(bands)]
-            if any(
-                (sig == buckets[bid]).mean() >= c.jaccard_threshold
-                for bid in band_ids
-                if bid in buckets
-            ):
-                counts["near_duplicate"] += 1
+            near = next(
+                (
+                    buckets[bid][1]
+                    for bid in band_ids
+                    if bid in buckets and (sig == buckets[bid][0]).mean() >= c.jaccard_threshold
+                ),
+                None,
+            )
+            if near is not None:
+                reject(r, "near_duplicate", near)
                 continue
             for bid in band_ids:
-                buckets.setdefault(bid, sig)
+                buckets.setdefault(bid, (sig, r["id"]))
             counts["kept"] += 1
+            kept_file.write(json.dumps(r, ensure_ascii=False) + "\n")
+    kept_file.close()
+    rejects_file.close()
     return counts
 
 
@@ -229,7 +279,9 @@ def main() -> None:
         rows.append((f"medbase clean {scale}x", sizes[scale], wall, meter, removed))
     start = time.monotonic()
     with Meter(with_ray=False) as base_meter:
-        base = run_baseline(tmp / "c1", items, config(tmp / "c1", "base"), args.baseline_records)
+        base = run_baseline(
+            tmp / "c1", items, config(tmp / "c1", "base"), tmp / "base", args.baseline_records
+        )
     base_s = time.monotonic() - start
     removed = f"{base['contaminated']} / {base['exact_duplicate']} / {base['near_duplicate']}"
     rows.append(
