@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.medbase-installed
 
-.PHONY: setup demo test test-learning lint bench docs clean
+.PHONY: setup demo test test-learning lint bench peers docs clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ docs: setup
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
+
+# The peers of benchmarks/prepare.py (LLaMA-Factory, Axolotl): their own pins would
+# replace this project's torch and transformers, so they come without dependencies.
+peers: setup
+	$(PY) -m pip install --quiet -e '.[peers]'
+	$(PY) -m pip install --quiet --no-deps llamafactory==0.9.5 axolotl==0.19.0
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

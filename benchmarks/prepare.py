@@ -26,8 +26,18 @@ largest process's peak memory of the big file over the tenth (goal <= 1.5x). Rea
 streams (ijson) in blocks of prepare.task_input_mb, set here to a sixteenth of the file
 so that blocks are smaller than the file at any --big-file-mb.
 
+The peers (benchmarks/peers/prepare_peers.py, installed by `make peers`), on the same
+1x corpus, tokenizer, chat format and seq_len, in the same run: Hugging Face
+`datasets.map(batched=True, num_proc=2)` tokenization (the path LLaMA-Factory and Axolotl
+take), Axolotl's multipack bins over it, and LLaMA-Factory's own `get_dataset` with its
+greedy-knapsack packing. Figure: medbase's tokens/s over the fastest peer's (goal >= 1.0x:
+not slower than what a user would otherwise run). A peer that cannot be imported or
+fails keeps its row, with the error. --quick leaves them out unless --peers is given.
+The load average before and after is printed: the machine may be shared.
+
     .venv/bin/python benchmarks/prepare.py           # 20M characters (and 80M), minutes
     .venv/bin/python benchmarks/prepare.py --quick   # 3M characters (and 13M), under a minute
+    .venv/bin/python benchmarks/prepare.py --quick --peers   # and the peers (minutes)
     .venv/bin/python benchmarks/prepare.py --big-file-only --big-file-mb 100
 
 Prints a Markdown table, then (last line) the JSON list of figures.
@@ -41,6 +51,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -50,6 +61,8 @@ from pathlib import Path
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+from peers.prepare_peers import INSTALL_HINT, NUM_PROC, PEERS, write_inputs
+from peers.prepare_peers import versions as peer_versions
 
 from medbase_ray.config import load_config
 from medbase_ray.corpus.readers import sample_dir
@@ -67,6 +80,7 @@ from medbase_ray.ray_runtime import init_ray
 REPEAT = 40
 GOAL_SPEEDUP, GOAL_PADDING, GOAL_MEMORY_RATIO = 1.8, 0.01, 1.1
 GOAL_BIG_FILE_SPEED, GOAL_BIG_FILE_MEMORY = 0.9, 1.5
+GOAL_VS_PEER = 1.0  # tokens/s of medbase prepare over the fastest peer's
 BIG_FILE_SOURCES = ("medicalGuideline_en_qa.json", "patient_en_dialogue.json")
 
 
@@ -92,10 +106,11 @@ def build_corpus(
 
 class Meter:
     """Resources of this process and the workers of its local Ray (Ray's own agents
-    apart) while in the `with` block: peak resident memory (the largest sum at one
+    apart), or of its child processes, while in the `with` block: peak resident memory (the largest sum at one
     instant, and the largest single process), and CPU seconds used."""
 
-    def __init__(self, with_ray: bool) -> None:
+    def __init__(self, with_ray: bool, children: bool = False) -> None:
+        self.children = children  # this process's own children (a peer's map workers)
         self.raylet = None
         if with_ray:
             import ray
@@ -109,6 +124,9 @@ class Meter:
 
     def _processes(self) -> list[psutil.Process]:
         procs = [psutil.Process(os.getpid())]
+        if self.children:
+            with contextlib.suppress(psutil.Error):
+                procs += procs[0].children(recursive=True)
         if self.raylet is not None:
             for p in self.raylet.children(recursive=True):
                 with contextlib.suppress(psutil.Error):  # a worker that just exited
@@ -204,6 +222,106 @@ def run_reference(corpus: Path, seq_len: int, out: Path) -> dict:
         "largest_mib": mem.largest / 2**20,
         "cpu_s": mem.cpu_s,
     }
+
+
+def run_peer(name: str, inputs: Path, seq_len: int, work_dir: Path) -> dict:
+    """One peer of benchmarks/peers/prepare_peers.py, in a process of its own (see main):
+    its setup (imports, tokenizer) off the clock, then its work under the Meter, its map
+    workers included; CPU seconds from os.times (workers that exited included)."""
+    # stdout carries the table: what a peer prints (LLaMA-Factory prints a sample) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        work, count = PEERS[name](inputs, seq_len, work_dir)
+        cpu0 = os.times()
+        with Meter(with_ray=False, children=True) as mem:
+            t0 = time.perf_counter()
+            result = work()
+            elapsed = time.perf_counter() - t0
+        cpu1 = os.times()
+    cpu_s = sum(b - a for a, b in zip(cpu0[:4], cpu1[:4], strict=True))
+    return count(result) | {
+        "elapsed_s": elapsed,
+        "peak_mib": mem.peak / 2**20,
+        "largest_mib": mem.largest / 2**20,
+        "cpu_s": cpu_s,
+    }
+
+
+def run_peers(corpus: Path, tmp: Path, seq_len: int) -> dict[str, dict]:
+    """Every peer on the corpus, each in a fresh process; a peer that cannot be imported
+    or fails gets {"error": ...} instead of figures, with the exact message."""
+    turns, sharegpt = write_inputs(corpus, tmp)  # JSONL for load_dataset("json"): not timed
+    spawn = multiprocessing.get_context("spawn")
+    out = {}
+    for name, inputs in (("hf_datasets", turns), ("llamafactory", sharegpt)):
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                out[name] = pool.submit(run_peer, name, inputs, seq_len, tmp / name).result()
+        except ImportError as exc:
+            out[name] = {"error": f"not installed: {INSTALL_HINT}: {type(exc).__name__}: {exc}"}
+        except Exception as exc:  # the row says why instead of disappearing
+            out[name] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())}
+    return out
+
+
+def print_peers(ours: dict, peers: dict[str, dict] | None, seq_len: int) -> float | None:
+    """The peers' table; returns medbase tokens/s over the best peer's (None: no peer ran)."""
+    print()
+    versions = ", ".join(f"{k} {v}" for k, v in peer_versions().items())
+    print(f"Peers: same corpus, tokenizer, chat format and seq_len, same run; versions: {versions}")
+    print()
+    print(
+        f"| seq_len {seq_len} | tokens/s (wall) | CPU s | rows | padding | peak memory: all / largest process |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+
+    def line(name: str, r: dict, rows: str, padding: str) -> None:
+        cpu = "-" if r["cpu_s"] is None else f"{r['cpu_s']:.1f}"
+        print(
+            f"| {name} | {r['real_tokens'] / r['elapsed_s']:,.0f} ({r['elapsed_s']:.1f} s) | "
+            f"{cpu} | {rows} | {padding} | {r['peak_mib']:.0f} / {r['largest_mib']:.0f} MiB |"
+        )
+
+    line(
+        "medbase prepare (Ray Data, best_fit), Parquet rows",
+        ours,
+        str(ours["rows"]),
+        f"{ours['padding']:.2%}",
+    )
+    if peers is None:
+        print(
+            "| Hugging Face datasets.map, Axolotl multipack, LLaMA-Factory | skipped (--quick) | | | | |"
+        )
+        return None
+    rates = []
+    hf, lf = peers["hf_datasets"], peers["llamafactory"]
+    hf_name = (
+        f"HF datasets.map(batched, num_proc={NUM_PROC}), medbase's tokenizer function, not packed"
+    )
+    ax_name = "+ Axolotl MultipackBatchSampler bins (packs at batch time, no rows written)"
+    if "error" in hf:
+        print(f"| {hf_name}; {ax_name} | {hf['error']} | | | | |")
+    else:
+        # The same process then bins: its CPU time and memory are shown on the next row.
+        tok = hf | {"elapsed_s": hf["elapsed_s"] - hf["multipack_s"], "cpu_s": None}
+        line(hf_name, tok, f"{hf['samples']} samples", "-")
+        line(ax_name, hf, f"{hf['multipack_bins']} bins", f"{hf['multipack_padding']:.2%}")
+        rates += [tok["real_tokens"] / tok["elapsed_s"], hf["real_tokens"] / hf["elapsed_s"]]
+    lf_name = (
+        f"LLaMA-Factory get_dataset (packing, neat_packing, num_proc={NUM_PROC}), save_to_disk"
+    )
+    if "error" in lf:
+        print(f"| {lf_name} | {lf['error']} | | | | |")
+    else:
+        line(lf_name, lf, str(lf["rows"]), f"{lf['padding']:.2%}")
+        rates.append(lf["real_tokens"] / lf["elapsed_s"])
+    if "error" not in hf:
+        same = hf["real_tokens"] == ours["real_tokens"]
+        print(f"| HF datasets.map tokens equal medbase's | {same} | | | | |")
+    if not rates:
+        return None
+    ratio = (ours["real_tokens"] / ours["elapsed_s"]) / max(rates)
+    print(f"| medbase / best peer, tokens/s | {ratio:.2f}x (goal >= {GOAL_VS_PEER}x) | | | | |")
+    return ratio
 
 
 def build_big_file(root: Path, mb: float, parts: int = 1) -> int:
@@ -327,7 +445,9 @@ def main() -> None:
         "--big-file-mb", type=float, default=None, help="single-big-file case size (400; quick: 4)"
     )
     parser.add_argument("--big-file-only", action="store_true", help="only the big-file case")
+    parser.add_argument("--peers", action="store_true", help="run the peers with --quick too")
     args = parser.parse_args()
+    load_before = os.getloadavg()  # the machine may be shared: printed with the figures
     big_mb = args.big_file_mb or (4 if args.quick else 400)
     target = 2_000_000 if args.quick else 20_000_000
     repeat = REPEAT // 4 if args.quick else REPEAT
@@ -361,6 +481,10 @@ def main() -> None:
             ref = pool.submit(
                 run_reference, corpus, args.seq_len, tmp / "reference.parquet"
             ).result()
+        peers = None
+        if not args.quick or args.peers:
+            (tmp / "peers").mkdir()
+            peers = run_peers(corpus, tmp / "peers", args.seq_len)
         small = None
         if not args.quick:  # padding at the tiny preset's seq_len, both packers
             small = (
@@ -409,12 +533,28 @@ def main() -> None:
         f"| peak memory, 4x: all processes / largest one | {ours4['peak_mib']:.0f} / "
         f"{ours4['largest_mib']:.0f} MiB ({ours4['elapsed_s']:.1f} s) | - |"
     )
+    vs_peer = print_peers(ours, peers, args.seq_len)
     speed, memory = print_big_file_case(big, big_mb)
+    load_after = os.getloadavg()
+    print()
+    print(
+        "load average (1, 5, 15 min): before "
+        + ", ".join(f"{x:.1f}" for x in load_before)
+        + "; after "
+        + ", ".join(f"{x:.1f}" for x in load_after)
+        + f" ({os.cpu_count()} CPUs; above that, other work shared the machine)"
+    )
     print()
     print(
         json.dumps(
             big_file_figures(speed, memory)
             + [
+                {
+                    "name": "prepare_tokens_per_s_vs_best_peer",
+                    "value": None if vs_peer is None else round(vs_peer, 3),
+                    "goal": GOAL_VS_PEER,
+                    "higher_is_better": True,
+                },
                 {
                     "name": "prepare_tokens_per_s_speedup_vs_apollo",
                     "value": round(speedup, 3),

@@ -13,7 +13,13 @@ packed with the prepare stage's functions):
   row). Goal: >= 1.5x real tokens/s. (--quick measures this gain with the plain loop,
   sparing a second start of the Ray workers.)
 - peak resident memory of the largest worker.
-The first steps (worker start, first batches) are left out of every rate.
+- the trainers a user would pick instead, on the same rows and global batch in the same
+  run (benchmarks/peers/train_peers.py): Hugging Face `Trainer` + DeepSpeed ZeRO-1 (what
+  LLaMA-Factory and Axolotl run underneath), 2 processes via `torchrun` (gloo), and Ray
+  Train's `TorchTrainer` with plain DDP (no DeepSpeed), 2 workers x 1 CPU. Goal: medbase
+  >= the best of them (>= 1.0x). --quick leaves them out (the table says so).
+The first steps (worker start, first batches) are left out of every rate. The load
+average is printed before and after: the machine may be shared.
 
 GPU (--gpu, a separate code path): one worker on one GPU, a randomly initialised
 Qwen2.5-0.5B-shaped model in bf16, ZeRO-2, packed rows of 2048 tokens: real tokens/s
@@ -36,6 +42,8 @@ from pathlib import Path
 import pyarrow as pa
 import ray
 import torch
+from peers.train_peers import run_hf_trainer, run_ray_ddp
+from peers.train_peers import versions as peer_versions
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from medbase_ray.config import load_config
@@ -50,6 +58,11 @@ from medbase_ray.train.run import run_train
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The trainers a user would pick instead (benchmarks/peers/train_peers.py), same rows.
+PEERS = {
+    "Hugging Face Trainer + DeepSpeed ZeRO-1, torchrun 2 processes x 1 CPU, packed": run_hf_trainer,
+    "Ray TorchTrainer, plain DDP (no DeepSpeed), 2 workers x 1 CPU, packed": run_ray_ddp,
+}
 GLOBAL_ROWS = 4  # rows per optimizer step: 2 workers x micro-batch 2, or 4 in one process
 # Dense bf16 peak FLOP/s by card name, for MFU.
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
@@ -140,6 +153,7 @@ def cpu_figures(quick: bool) -> list[dict]:
     steps = warmup + measured
     model_dir = str(tiny_model_dir())
     tokenizer = load_tokenizer(model_dir)
+    load_start = os.getloadavg()[0]
     packed = packed_rows(tokenizer, seq_len, "best_fit", steps * GLOBAL_ROWS)
     unpacked = packed_rows(tokenizer, seq_len, "none", steps * GLOBAL_ROWS)
     init_ray(num_cpus=2)
@@ -150,9 +164,14 @@ def cpu_figures(quick: bool) -> list[dict]:
         ray_packed = run_medbase(model_dir, packed, steps, warmup, Path(tmp) / "packed")
         # --quick leaves out the second medbase run (half its time is worker start-up):
         # the packing gain is then the plain loop's, the same rows through the same model.
-        ray_unpacked = None
+        ray_unpacked, peers = None, {}
         if not quick:
             ray_unpacked = run_medbase(model_dir, unpacked, steps, warmup, Path(tmp) / "unpacked")
+            for i, (name, run_peer) in enumerate(PEERS.items()):
+                try:
+                    peers[name] = run_peer(model_dir, packed, steps, warmup, Path(tmp) / f"peer{i}")
+                except Exception as exc:  # the row says why instead of disappearing
+                    peers[name] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())}
 
     overhead = ray_packed["tokens_per_s"] / plain
     if ray_unpacked is not None:
@@ -160,6 +179,8 @@ def cpu_figures(quick: bool) -> list[dict]:
     else:
         packing = plain_1 / plain_1_unpacked
     load_1m = os.getloadavg()[0]  # other work on the machine skews every figure
+    best_peer = max((p["tokens_per_s"] for p in peers.values() if "error" not in p), default=None)
+    vs_peer = ray_packed["tokens_per_s"] / best_peer if best_peer else None
     rows = [
         ("plain PyTorch, 1 process x 2 threads, packed (baseline)", plain, None),
         ("plain PyTorch, 1 process x 1 thread, packed", plain_1, None),
@@ -170,17 +191,31 @@ def cpu_figures(quick: bool) -> list[dict]:
         rows.append(
             ("medbase train, 2 workers x 1 CPU, ZeRO-1, unpacked", ray_unpacked["tokens_per_s"], ray_unpacked["peak_rss_mb"])
         )  # fmt: skip
-    print(f"CPU ({os.cpu_count()} cores, load average {load_1m:.1f} at the end), tiny model,")
-    print(f"seq_len {seq_len}, {GLOBAL_ROWS} rows a step, {measured} steps measured\n")
+    rows += [(n, p["tokens_per_s"], p["peak_rss_mb"]) for n, p in peers.items() if "error" not in p]
+    print(
+        f"CPU ({os.cpu_count()} cores, load average {load_start:.1f} at the start, {load_1m:.1f} at the end), tiny model,"
+    )
+    print(f"seq_len {seq_len}, {GLOBAL_ROWS} rows a step, {measured} steps measured")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in peer_versions().items()) + "\n")
     print("| run | real tokens/s | peak RSS / worker (MiB) |")
     print("| --- | ---: | ---: |")
     for name, rate, rss in rows:
         print(f"| {name} | {rate:.0f} | {'-' if rss is None else f'{rss:.0f}'} |")
+    for name, p in peers.items():
+        if "error" in p:
+            print(f"| {name} | {p['error']} | - |")
+    if quick:
+        print(f"| {'; '.join(PEERS)} (peers) | skipped (--quick) | - |")
     print(f"\nmedbase / plain (2 threads): {overhead:.2f}x (goal >= 0.9)")
+    if vs_peer is not None:
+        print(
+            f"medbase / best peer ({next(n for n, p in peers.items() if p.get('tokens_per_s') == best_peer)}): {vs_peer:.2f}x (goal >= 1.0)"
+        )
     which = "medbase train" if ray_unpacked is not None else "plain, 1 thread (--quick)"
     print(f"packed / unpacked ({which}): {packing:.2f}x (goal >= 1.5)\n")
     return [
         {"name": "train_medbase_vs_plain_tokens_per_s_ratio", "value": round(overhead, 3), "goal": 0.9, "higher_is_better": True},
+        {"name": "train_medbase_vs_best_peer_tokens_per_s_ratio", "value": None if vs_peer is None else round(vs_peer, 3), "goal": 1.0, "higher_is_better": True},
         {"name": "train_packed_vs_unpacked_tokens_per_s_ratio", "value": round(packing, 3), "goal": 1.5, "higher_is_better": True},
         {"name": "train_real_tokens_per_s_cpu", "value": round(ray_packed["tokens_per_s"], 1), "goal": None, "higher_is_better": True},
         {"name": "train_peak_rss_mb_per_worker", "value": round(ray_packed["peak_rss_mb"], 1), "goal": None, "higher_is_better": False},
