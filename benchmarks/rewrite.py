@@ -1,16 +1,19 @@
 """Rewrite throughput against a local teacher with a fixed 200 ms latency.
 
     python benchmarks/rewrite.py            # 4096 dialogue items
-    python benchmarks/rewrite.py --quick    # 1024 items, under a minute
+    python benchmarks/rewrite.py --quick    # 1024 items, under a minute, no ray.data.llm row
 
 Measures, in the same run against the same server (a separate process, so it does not
 share the client's GIL): the rewrite stage (Ray Data, actors with AsyncOpenAI, 64
 requests in flight); its core alone (one asyncio loop, no Ray); Apollo's approach (a
 ThreadPoolExecutor of 64 threads calling the synchronous openai client,
-OpenAIGPT_datagen_multithread.py); and the time a re-run spends skipping finished work.
+OpenAIGPT_datagen_multithread.py); Ray's own batch path for an OpenAI-compatible
+endpoint, `ray.data.llm`'s HTTP request processor (the peer a Ray user would pick; its
+configuration in run_ray_data_llm); and the time a re-run spends skipping finished work.
 The limit is 64 / 0.2 s = 320 requests/s; one dialogue item is one request. Client CPU
 per item (process time) does not depend on what else the machine runs; the rates do.
-Prints a Markdown table, then one JSON line.
+Goal: medbase's steady requests/s >= ray.data.llm's. Prints a Markdown table, then one
+JSON line.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,11 +28,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from medbase_ray.net import free_port
+from medbase_ray.net import free_port, wait_for_port
 
 LATENCY_S = 0.2
 IN_FLIGHT = 64
 PORT_RANGE = range(18380, 18400)
+PEER_ACTORS = 16  # ray.data.llm: 16 actors x 4 one-row batches = 64 in flight
 
 
 def serve(port: int) -> None:
@@ -41,12 +44,16 @@ def serve(port: int) -> None:
     from aiohttp import web
 
     times: list[float] = []
+    in_flight = {"now": 0, "peak": 0}
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         times.append(time.monotonic())
+        in_flight["now"] += 1
+        in_flight["peak"] = max(in_flight["peak"], in_flight["now"])
         prompt = body["messages"][-1]["content"]
         await asyncio.sleep(LATENCY_S)
+        in_flight["now"] -= 1
         passage = prompt.split("<text>", 1)[-1].split("</text>", 1)[0].strip()
         text = f"<Patient>{passage[:40]}</Patient>\n<Doctor>{passage}</Doctor>"
         return web.json_response(
@@ -67,8 +74,9 @@ def serve(port: int) -> None:
         )
 
     async def stats(request: web.Request) -> web.Response:
-        data = {"times": list(times)}
+        data = {"times": list(times), "peak_in_flight": in_flight["peak"]}
         times.clear()
+        in_flight["peak"] = 0
         return web.json_response(data)
 
     app = web.Application()
@@ -77,27 +85,18 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def wait_ready(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"benchmark server on {port} did not start")
-
-
 def server_stats(base: str) -> dict:
     """Requests/s as the server saw them: over the whole run (first to last request)
     and steady (the middle 80% of requests: no actor start-up ramp, no tail)."""
     import httpx
 
-    times = sorted(httpx.post(f"{base}/stats").json()["times"])
+    data = httpx.post(f"{base}/stats").json()
+    times = sorted(data["times"])
     n = len(times)
     lo, hi = int(0.1 * n), int(0.9 * n) - 1
     return {
         "requests": n,
+        "peak_in_flight": data["peak_in_flight"],
         "whole_per_s": (n - 1) / max(times[-1] - times[0], 1e-9) if n > 1 else 0.0,
         "steady_per_s": (hi - lo) / max(times[hi] - times[lo], 1e-9) if hi > lo else 0.0,
     }
@@ -143,6 +142,51 @@ def run_apollo_threads(base_url: str, rows: list[dict], workers: int) -> tuple[f
     return time.perf_counter() - start, time.process_time() - cpu, ok
 
 
+def run_ray_data_llm(base_url: str, rows: list[dict], actors: int) -> tuple[float, int]:
+    """Ray's own batch path for an OpenAI-compatible endpoint: `ray.data.llm`'s HTTP
+    request processor (`build_processor(HttpRequestProcessorConfig(...))`), the same
+    prompt, the reply parsed as the stage parses it. Returns (wall s, items parsed).
+
+    Each of its actors sends a batch's requests one after another and runs up to 4
+    batches of a block at once (Ray Data's async-UDF default), so 64 in flight takes a
+    fixed pool of 16 actors (an int `concurrency` autoscales from 1) of one-row batches,
+    blocks of 16 rows; the actors reserve 1/16 CPU each (they wait on the network)."""
+    import ray
+    from ray.data.llm import HttpRequestProcessorConfig, build_processor
+
+    from medbase_ray.rewrite.parsing import Rejected, parse_dialogue
+    from medbase_ray.rewrite.prompts import load_prompts
+
+    prompts = load_prompts()
+
+    def preprocess(row: dict) -> dict:
+        prompt = prompts.render("dialogue", row["language"], text=row["text"])
+        messages = [{"role": "user", "content": prompt}]
+        return {"payload": {"model": "bench", "messages": messages, "max_tokens": 512}}
+
+    def postprocess(row: dict) -> dict:
+        try:
+            parse_dialogue(row["http_response"]["choices"][0]["message"]["content"] or "")
+            return {"ok": True}
+        except Rejected:
+            return {"ok": False}
+
+    config = HttpRequestProcessorConfig(
+        url=f"{base_url}/chat/completions",
+        batch_size=1,
+        concurrency=(actors, actors),
+        max_retries=5,
+        http_request_stage={"num_cpus": 1 / actors},
+    )
+    processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    blocks = max(1, len(rows) // 16)  # an actor runs a block's batches, 4 at once
+    start = time.perf_counter()
+    ok = sum(
+        r["ok"] for r in processor(ray.data.from_items(rows, override_num_blocks=blocks)).take_all()
+    )
+    return time.perf_counter() - start, ok
+
+
 def run_core(base_url: str, rows: list[dict], in_flight: int) -> tuple[float, float, int]:
     """The stage's core without Ray: one asyncio loop, the Teacher, process_items."""
     import asyncio
@@ -169,6 +213,27 @@ def run_core(base_url: str, rows: list[dict], in_flight: int) -> tuple[float, fl
     return time.perf_counter() - start, time.process_time() - cpu, ok
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def ray_version() -> str:
+    from importlib.metadata import version
+
+    return version("ray")
+
+
+def run_peer(base_url: str, rows: list[dict]) -> dict:
+    """The ray.data.llm row, or why it could not run (its error, as raised)."""
+    try:
+        wall_s, ok = run_ray_data_llm(base_url, rows, PEER_ACTORS)
+    except Exception as e:  # the row says why instead of disappearing
+        return {"error": f"failed: {type(e).__name__}: {e}".replace("\n", " ")[:300]}
+    if ok != len(rows):
+        return {"error": f"parsed {ok} of {len(rows)} replies"}
+    return {"wall_s": wall_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="rewrite throughput benchmark")
     parser.add_argument("--quick", action="store_true", help="1024 items (under a minute)")
@@ -188,9 +253,9 @@ def main() -> None:
     port = free_port(PORT_RANGE)
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     base = f"http://127.0.0.1:{port}"
-    load_before = os.getloadavg()[0]
+    load_before = uptime()
     try:
-        wait_ready(port)
+        wait_for_port(port, process=server)
         with tempfile.TemporaryDirectory() as tmp:
             input_path = Path(tmp) / "passages.jsonl"
             make_input(input_path, n)
@@ -226,47 +291,47 @@ def main() -> None:
             apollo_s, apollo_cpu_s, apollo_ok = run_apollo_threads(f"{base}/v1", rows, IN_FLIGHT)
             apollo_server = server_stats(base)
             assert core_ok == apollo_ok == n
+            peer = run_peer(f"{base}/v1", rows) if not args.quick else None
+            peer_server = server_stats(base) if peer and "error" not in peer else None
     finally:
         server.terminate()
         server.wait(10)
-    load_after = os.getloadavg()[0]
+    load_after = uptime()
 
     limit = IN_FLIGHT / LATENCY_S
     table = [
-        (
-            f"medbase rewrite: Ray Data, {args.actors} actors x AsyncOpenAI",
-            ours_s,
-            ours_server,
-            None,
-        ),
+        (f"medbase rewrite: Ray Data, {args.actors} actors x AsyncOpenAI", ours_s, ours_server, None),
         ("rewrite core alone: one asyncio loop, AsyncOpenAI", core_s, core_server, core_cpu_s),
-        (
-            "Apollo: ThreadPoolExecutor(64) + sync openai client",
-            apollo_s,
-            apollo_server,
-            apollo_cpu_s,
-        ),
-    ]
+        ("Apollo: ThreadPoolExecutor(64) + sync openai client", apollo_s, apollo_server, apollo_cpu_s),
+    ]  # fmt: skip
+    peer_name = f"ray.data.llm HTTP processor (ray {ray_version()}), {PEER_ACTORS} actors"
     print(
         f"\n### rewrite: {n} dialogue items, {IN_FLIGHT} in flight, {LATENCY_S * 1000:.0f} ms server\n"
     )
     print(
         "| run | wall s | items/s end to end | req/s first to last | req/s steady"
-        " | steady % of 320/s | client CPU ms/item |"
+        " | steady % of 320/s | peak in flight | client CPU ms/item |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    if peer_server is not None:
+        table.append((peer_name, peer["wall_s"], peer_server, None))
     for name, wall, st, cpu_s in table:
         cpu = f"{1000 * cpu_s / n:.2f}" if cpu_s is not None else ""
         print(
             f"| {name} | {wall:.2f} | {n / wall:.1f} | {st['whole_per_s']:.1f} "
-            f"| {st['steady_per_s']:.1f} | {100 * st['steady_per_s'] / limit:.0f}% | {cpu} |"
+            f"| {st['steady_per_s']:.1f} | {100 * st['steady_per_s'] / limit:.0f}% "
+            f"| {st['peak_in_flight']} | {cpu} |"
         )
-    print(f"| resumed run, all {n} done (skip only) | {resume_s:.2f} | | | | | |")
+    if peer_server is None:
+        why = "skipped (--quick)" if peer is None else peer["error"]
+        print(f"| {peer_name} | {why} | | | | | | |")
+    print(f"| resumed run, all {n} done (skip only) | {resume_s:.2f} | | | | | | |")
     print(
         "\nend to end: the whole call, starting the actor pool and writing the shards"
         " included. first to last / steady: requests per second as the server saw them,"
-        " over the whole run / over its middle 80% of requests. Load average"
-        f" {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs."
+        " over the whole run / over its middle 80% of requests; peak in flight: the most"
+        f" requests the server held at once. On {os.cpu_count()} CPUs.\n\nload before:"
+        f" {load_before}\nload after:  {load_after}\n"
     )
     ours, apollo = ours_server["steady_per_s"], apollo_server["steady_per_s"]
     figures = [
@@ -279,6 +344,15 @@ def main() -> None:
         ("apollo_threads_cpu_ms_per_item", 1000 * apollo_cpu_s / n, None, False),
         ("resume_skip_s", resume_s, None, False),
     ]
+    if peer_server is not None:
+        peer_rps = peer_server["steady_per_s"]
+        print(
+            f"medbase / ray.data.llm requests/s steady: **{ours / peer_rps:.2f}x** (goal >= 1x)\n"
+        )
+        figures += [
+            ("ray_data_llm_requests_per_s_steady", peer_rps, None, True),
+            ("rewrite_vs_ray_data_llm_steady_ratio", ours / peer_rps, 1.0, True),
+        ]
     print(
         json.dumps(
             [

@@ -23,6 +23,7 @@ import pytest
 
 from medbase_ray.config import load_config
 from medbase_ray.corpus.readers import sample_dir
+from medbase_ray.eval.lm_eval_task import TASK, write_task
 from medbase_ray.eval.prompts import build_prompt, chat_renderer
 from medbase_ray.eval.runner import load_benchmark, run_eval
 from medbase_ray.models.loading import load_tokenizer
@@ -30,21 +31,6 @@ from medbase_ray.models.loading import load_tokenizer
 pytestmark = pytest.mark.integration
 
 PER_SOURCE = 2  # items per source: a subset keeps the test short (14 items, 56 requests)
-TASK = "medbase_xmedbench"
-TASK_YAML = f"""task: {TASK}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {{docs}}
-test_split: test
-output_type: multiple_choice
-doc_to_text: prompt
-doc_to_choice: choices
-doc_to_target: target
-target_delimiter: ""
-metric_list:
-  - metric: acc
-"""
 
 
 def subset(tmp_path: Path) -> list[dict]:
@@ -92,23 +78,20 @@ def test_lm_eval_against_serve_equals_its_hf_backend_and_medbase_eval(
     items, dev, _, _ = load_benchmark(cfg.eval)
     tokenizer = load_tokenizer(tiny_endpoint.model_path)
     render = chat_renderer("apollo", tokenizer)
-    docs = tmp_path / "docs.jsonl"
-    with docs.open("w", encoding="utf-8") as f:
-        for item in items:
-            p = build_prompt(
-                item, dev, mode="loglikelihood", k_shot=0, max_prompt_tokens=4096, seed=0,
-                render=render, count_tokens=len,
-            )  # fmt: skip
-            letters = list(p.continuations)
-            for letter in letters:  # the subset's premise: one token after the context's
-                context_ids = tokenizer(p.context)["input_ids"]
-                whole = tokenizer(p.context + letter)["input_ids"]
-                assert whole[:-1] == context_ids, item["id"]
-            doc = {"id": item["id"], "prompt": p.context, "choices": letters}
-            f.write(json.dumps(doc | {"target": letters.index(item["answer"])}) + "\n")
-    task_dir = tmp_path / "tasks"
-    task_dir.mkdir()
-    (task_dir / f"{TASK}.yaml").write_text(TASK_YAML.format(docs=docs))
+    docs = []
+    for item in items:
+        p = build_prompt(
+            item, dev, mode="loglikelihood", k_shot=0, max_prompt_tokens=4096, seed=0,
+            render=render, count_tokens=len,
+        )  # fmt: skip
+        letters = list(p.continuations)
+        for letter in letters:  # the subset's premise: one token after the context's
+            context_ids = tokenizer(p.context)["input_ids"]
+            whole = tokenizer(p.context + letter)["input_ids"]
+            assert whole[:-1] == context_ids, item["id"]
+        doc = {"id": item["id"], "prompt": p.context, "choices": letters}
+        docs.append(doc | {"target": letters.index(item["answer"])})
+    task_dir = write_task(docs, tmp_path / "tasks")
     tasks = TaskManager(include_path=str(task_dir))
 
     def run(model: str, model_args: dict) -> tuple[float, list[int]]:
@@ -140,8 +123,7 @@ def test_lm_eval_against_serve_equals_its_hf_backend_and_medbase_eval(
         "hf", {"pretrained": tiny_endpoint.model_path, "dtype": "float32", "device": "cpu"}
     )
 
-    letters_of = [json.loads(line) for line in docs.read_text().splitlines()]
-    medbase_choice = [doc["choices"].index(results[doc["id"]]["prediction"]) for doc in letters_of]
+    medbase_choice = [doc["choices"].index(results[doc["id"]]["prediction"]) for doc in docs]
     assert len(medbase_choice) == len(items) == 7 * PER_SOURCE
     assert served_choice == hf_choice == medbase_choice
     n_right = sum(r["correct"] for r in results.values())
