@@ -134,7 +134,10 @@ class CleanConfig(StrictModel):
     num_workers: int | None = Field(
         default=None,
         ge=1,
-        description="Decontamination workers (actors holding the index); None = the cluster's CPUs.",
+        description=(
+            "Concurrent tasks of the annotate pass (each worker process holds the index); "
+            "None = the cluster's CPUs."
+        ),
     )
     top_items: int = Field(default=20, ge=0, description="Benchmark items listed in the report.")
 

@@ -1,17 +1,18 @@
 """The Ray layer of the clean stage: `run_clean`.
 
-    files --map_batches(read_groups)--> conversation rows
-          --map_batches(Annotator: index from the object store)--> work/records, work/keys
+    file groups --map_batches(_annotate: read_groups, annotate_batch, write_annotated)-->
+                                                    work/records, work/keys
     key partitions --map_batches(decide_partition)--> work/dups (exact), work/cand
     shards --map_batches(attach_signatures)--> work/dups (near-dup candidates)
     shards --map_batches(finish_shard)--> conversations/, rejects/, flagged/
     driver: report.json, report.md, summary.json, _SUCCESS (last)
 
 The benchmark index is built once on the driver and put in the object store; each
-Annotator actor fetches it once. The driver only sees shard names and counts, and each
-task holds one batch, one shard or one key partition: memory does not grow with the
-corpus (the work files do, on disk). An incomplete earlier output is removed and made
-again; a complete one is reused when made with the same settings.
+worker process fetches it once per run (its first annotate task) and keeps it for the
+next tasks. The driver only sees shard names and counts, and each task holds one batch,
+one shard or one key partition at a time: memory does not grow with the corpus (the
+work files do, on disk). An incomplete earlier output is removed and made again; a
+complete one is reused when made with the same settings.
 
     from medbase_ray.config import load_config
     from medbase_ray.clean.pipeline import run_clean
@@ -25,6 +26,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ from medbase_ray.stage import StageOutput
 
 log = logging.getLogger(__name__)
 WORK = "work"
+_TASKS_PER_CPU = 4  # tasks of the per-shard passes: enough to balance, few round trips
 
 
 class CleanError(ValueError):
@@ -100,23 +103,40 @@ def dedup_settings(c: CleanConfig) -> DedupSettings:
     return DedupSettings(c.dedup, c.num_perm, c.shingle_chars, bands, rows, c.seed)
 
 
-class Annotator:
-    """A Ray Data actor: the index fetched once from the object store, then per batch
-    the matches and dedup keys, written as one work shard; returns the shard's name."""
+# Per worker process: the index of the run being cleaned, fetched from the object store
+# by the first task of that run in this process and reused by the next ones.
+_INDEX_CACHE: dict[str, Any] = {}
 
-    def __init__(
-        self, index_ref: list, dedup: DedupSettings, remove: bool, work: str, partitions: int
-    ) -> None:
-        import ray  # only here: the pure core stays importable without Ray
 
-        # The ref travels inside a list so that Ray does not resolve it per call.
-        self.index = ray.get(index_ref[0]) if index_ref else None
-        self.dedup, self.remove, self.work, self.partitions = dedup, remove, work, partitions
+def _index_of(index_ref: list) -> BenchmarkIndex | None:
+    import ray  # only here: the pure core stays importable without Ray
 
-    def __call__(self, rows: pa.Table) -> pa.Table:
-        annotated = annotate_batch(rows, self.index, self.dedup, self.remove)
-        result = write_annotated(annotated, self.work, self.partitions)
-        return pa.Table.from_pylist([result])
+    if not index_ref:
+        return None
+    key = index_ref[0].hex()
+    if _INDEX_CACHE.get("key") != key:
+        _INDEX_CACHE.clear()  # another run's index: one is held at a time
+        _INDEX_CACHE.update(key=key, index=ray.get(index_ref[0]))
+    return _INDEX_CACHE["index"]
+
+
+def _annotate(
+    batch: pa.Table,
+    index_ref: list,
+    dedup: DedupSettings,
+    remove: bool,
+    work: str,
+    partitions: int,
+    block_rows: int,
+    origin: dict[str, str | None],
+) -> Iterator[pa.Table]:
+    """A Ray Data map over file groups: each block of rows read (read_groups) is
+    annotated and written as one work shard; yields the shards' names and row counts.
+    The ref travels inside a list so that Ray does not resolve it per call."""
+    index = _index_of(index_ref)
+    for rows in read_groups(batch, block_rows, origin):
+        annotated = annotate_batch(rows, index, dedup, remove)
+        yield pa.Table.from_pylist([write_annotated(annotated, work, partitions)])
 
 
 def _decide(batch: pa.Table, work: str) -> pa.Table:
@@ -135,12 +155,15 @@ def _finish(batch: pa.Table, work: str, out: str, flag_only: bool, threshold: fl
     )
 
 
-def _map_each(items: list[dict], fn, **kwargs: Any):
-    """A Dataset mapping `fn` over `items`, one item per task."""
+def _map_each(items: list[dict], fn, tasks: int, **kwargs: Any):
+    """A Dataset mapping `fn` over `items` in at most `tasks` tasks (each item is still
+    handled alone, one after the other: a task holds one shard or partition at a time).
+    A few tasks per CPU, not one per shard: each task costs a scheduling round trip."""
     import ray  # the Ray layer
 
-    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        fn, batch_size=1, batch_format="pyarrow", fn_kwargs=kwargs
+    blocks = max(1, min(len(items), tasks))
+    return ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        fn, batch_size=None, batch_format="pyarrow", fn_kwargs=kwargs
     )
 
 
@@ -181,41 +204,46 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
     input_bytes = sum(Path(f).stat().st_size for f in files)
     # At least one partition per worker, so that the decide pass runs on every CPU.
     partitions = max(workers, math.ceil(input_bytes / (c.partition_input_mb * 2**20)))
+    # Tasks, not actors, in every pass: the same pooled worker processes serve all four
+    # passes (an actor pool's processes end with its pass, and new ones take seconds to
+    # start); each process fetches the index from the object store once (_index_of).
     reads = ray.data.from_items([{"paths": g} for g in groups], override_num_blocks=len(groups))
     annotated = reads.map_batches(
-        read_groups,
-        batch_size=1,
+        _annotate,
+        batch_size=None,  # one file group per task (a batch size would bundle groups)
         batch_format="pyarrow",
-        # The inputs are prepare's: rows named by neither file nor folder take its
-        # --source/--language, as prepare itself reads them.
-        fn_kwargs={"block_rows": c.batch_rows, "origin": _origin(cfg)},
-    ).map_batches(
-        Annotator,
-        # Whole blocks (read_groups cuts them at batch_rows): a batch size here would make
-        # Ray bundle that many file *groups* into one task of the fused read + annotate.
-        batch_size=None,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,
-        fn_constructor_kwargs={
+        concurrency=workers,
+        fn_kwargs={
             "index_ref": [ray.put(index)] if index is not None else [],
             "dedup": dedup,
             "remove": c.action == "remove",
             "work": work,
             "partitions": partitions,
+            "block_rows": c.batch_rows,
+            # The inputs are prepare's: rows named by neither file nor folder take its
+            # --source/--language, as prepare itself reads them.
+            "origin": _origin(cfg),
         },
     )
     shards = [r["shard"] for r in annotated.take_all()]
     pass_s = {"annotate": time.monotonic() - started}
     by_shard = [{"shard": s} for s in shards]
     if c.dedup:
-        _map_each([{"partition": p} for p in range(partitions)], _decide, work=work).materialize()
+        _map_each(
+            [{"partition": p} for p in range(partitions)], _decide, partitions, work=work
+        ).materialize()
         pass_s["decide"] = time.monotonic() - started - sum(pass_s.values())
-        _map_each(by_shard, _attach, work=work).materialize()
+        _map_each(by_shard, _attach, _TASKS_PER_CPU * workers, work=work).materialize()
         pass_s["attach"] = time.monotonic() - started - sum(pass_s.values())
     flag_only, threshold = c.action == "flag", c.jaccard_threshold
     finish = _map_each(
-        by_shard, _finish, work=work, out=out.uri, flag_only=flag_only, threshold=threshold
+        by_shard,
+        _finish,
+        _TASKS_PER_CPU * workers,
+        work=work,
+        out=out.uri,
+        flag_only=flag_only,
+        threshold=threshold,
     )
     finished = finish.take_all()
     pass_s["finish"] = time.monotonic() - started - sum(pass_s.values())
