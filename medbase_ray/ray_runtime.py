@@ -61,6 +61,8 @@ def init_ray(
     runtime_env = {"env_vars": worker_env(env_vars)}
     if address:
         log.info("connecting to the Ray cluster at %s", address)
+        if address != "auto" and "://" not in address:  # host:port (see below)
+            runtime_env["env_vars"].setdefault("RAY_ADDRESS", address)
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         cpus = num_cpus or os.cpu_count() or 1

@@ -17,7 +17,9 @@ class FaultInjection(StrictModel):
     trial: int = Field(
         ge=0, description="Test only: the ordinal of the trial that fails on purpose."
     )  # the trial's ordinal in the sweep (Tune's trial id suffix)
-    at_step: int = Field(ge=1, description="Test only: the step at which it fails.")
+    at_step: int = Field(
+        ge=2, description="Test only: the step at which it fails (the steps before it train)."
+    )
 
 
 class TuneConfig(StrictModel):

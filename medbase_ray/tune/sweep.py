@@ -82,7 +82,10 @@ def run_trial(params: dict[str, Any], config_yaml: str, prepared_dir: str, tune_
     fault = cfg.tune.fault_injection
     failing = fault is not None and trial_ordinal(trial_id) == fault.trial
     if failing:
-        tcfg.train.max_steps = fault.at_step
+        # It fails on reaching at_step: the steps before it are trained and reported.
+        # (Ending at at_step itself would race ASHA, which may stop a trial at a rung
+        # report before the failure is raised.)
+        tcfg.train.max_steps = fault.at_step - 1
     # The rows this trial trains on, read before its workers start: trials side by side
     # hold every CPU with their workers, and streaming ingest would wait for a CPU that
     # never frees. A trial reads a few steps' rows, so they fit in the object store.
