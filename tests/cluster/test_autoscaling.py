@@ -111,10 +111,11 @@ def monitor_log(head: RayHead) -> str:
 
 
 def removed_idle(head: RayHead) -> int:
-    """Nodes the autoscaler removed for being idle ("Removing 2 nodes of type cpu_worker
-    (idle).")."""
-    found = re.findall(r"Removing (\d+) nodes of type cpu_worker \(idle\)", monitor_log(head))
-    return sum(int(n) for n in found)
+    """Nodes the autoscaler terminated for being idle ("StandardAutoscaler: Terminating
+    the node with id ... (idle)", logged before the node is stopped; its summary line
+    "Removing N nodes ... (idle)" comes only after, when the test may have looked)."""
+    found = re.findall(r"Terminating the node with id \S+ and ip \S+ \(idle\)", monitor_log(head))
+    return len(found)
 
 
 @dataclass
