@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from typing import Any
+
+from medbase_ray.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def init_ray(
         # cleaner queries the state API) finds it by RAY_ADDRESS, else by the GCS
         # processes on this machine, and fails when it sees more than one: so the
         # cluster's GCS port is chosen here and its address handed to every worker.
-        gcs = f"{ray.util.get_node_ip_address()}:{_free_port()}"
+        # (free on every interface, as the GCS listens on all of them)
+        gcs = f"{ray.util.get_node_ip_address()}:{free_port(host='')}"
         runtime_env["env_vars"]["RAY_ADDRESS"] = gcs
         log.info("starting a local Ray with %d CPUs at %s (dashboard on 127.0.0.1)", cpus, gcs)
         previous = os.environ.get(GCS_PORT_VAR)
@@ -93,9 +95,3 @@ def init_ray(
             else:
                 os.environ[GCS_PORT_VAR] = previous
     return ray.cluster_resources()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]

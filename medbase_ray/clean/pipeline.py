@@ -226,15 +226,20 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
         },
     )
     shards = [r["shard"] for r in annotated.take_all()]
-    pass_s = {"annotate": time.monotonic() - started}
+    pass_s: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # the seconds since the previous pass ended
+        pass_s[name] = time.monotonic() - started - sum(pass_s.values())
+
+    lap("annotate")
     by_shard = [{"shard": s} for s in shards]
     if c.dedup:
         _map_each(
             [{"partition": p} for p in range(partitions)], _decide, partitions, work=work
         ).materialize()
-        pass_s["decide"] = time.monotonic() - started - sum(pass_s.values())
+        lap("decide")
         _map_each(by_shard, _attach, _TASKS_PER_CPU * workers, work=work).materialize()
-        pass_s["attach"] = time.monotonic() - started - sum(pass_s.values())
+        lap("attach")
     flag_only, threshold = c.action == "flag", c.jaccard_threshold
     finish = _map_each(
         by_shard,
@@ -246,7 +251,7 @@ def run_clean(cfg: PipelineConfig) -> dict[str, Any]:
         threshold=threshold,
     )
     finished = finish.take_all()
-    pass_s["finish"] = time.monotonic() - started - sum(pass_s.values())
+    lap("finish")
     table, items = merge_shard_results(finished)
     check_counts(table)
     settings = {
