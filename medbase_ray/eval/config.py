@@ -82,6 +82,24 @@ class EvalConfig(StrictModel):
         description="Environment variable holding the endpoint's API key.",
     )
     max_in_flight: int = Field(default=16, ge=1, description="Requests in flight to the endpoint.")
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "In-process (and Ray actor) loglikelihood/cloze: items scored in one forward, "
+            "taken longest prompt first as lm-eval does, so a batch holds little padding. "
+            "The batches are fixed by the items, never by timing: a re-run gives the same "
+            "figures. 1: one item per forward."
+        ),
+    )
+    max_batch_tokens: int = Field(
+        default=8192,
+        ge=1,
+        description=(
+            "In-process: at most this many padded prompt tokens in one forward (a batch of "
+            "long few-shot prompts is cut shorter than batch_size)."
+        ),
+    )
     max_retries: int = Field(
         default=3,
         ge=0,

@@ -6,6 +6,10 @@ Both answer the same two questions, and the scores agree between them:
   some of the continuation (`continuation_logprob` decides that the same way for both);
 - `generate(prompt, max_new_tokens)`: greedy text.
 
+A backend may also have `continuation_logprobs_batch([(context, continuations), ...])`
+(the in-process one, and the Ray actor's): the runner then hands it batches of items,
+longest prompt first, instead of one item at a time.
+
 Log-likelihood through the endpoint is ONE request per item: a list `prompt` (one
 string per option), `echo: true, logprobs: 1, max_tokens: 0`, which returns every
 prompt token's log-prob OpenAI-legacy style. Scoring letters through the next token's
@@ -148,7 +152,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 class InProcessLM:
-    """A checkpoint loaded with transformers, one forward at a time (a lock guards it)."""
+    """A checkpoint loaded with transformers, one forward at a time (a lock guards it).
+    `continuation_logprobs_batch` scores several items' prompts in that one forward."""
 
     def __init__(
         self, model: Any, tokenizer: Any, name: str, cpu_threads: int | None = None
@@ -179,15 +184,15 @@ class InProcessLM:
             tokenizer = load_tokenizer(name_or_path, trust_remote_code)
         return cls(model, tokenizer, resolve_model_path(name_or_path), cpu_threads)
 
-    def token_logprobs(self, texts: Sequence[str], context_chars: int) -> list[float]:
-        """log P(text[context_chars:] | text[:context_chars]) for each text, in one forward."""
-        import torch  # heavy: see torch_threads
-
+    def _tokenize(
+        self, texts: Sequence[str], context_chars: int
+    ) -> tuple[list[list[int]], list[list[int]], list[int]]:
+        """Token ids, token start offsets, and the index of each text's first
+        continuation token (the first token holding a character at or after
+        `context_chars`)."""
         enc = self.tokenizer(list(texts), return_offsets_mapping=True)
         ids = enc["input_ids"]
         starts = [[s for s, _ in offsets] for offsets in enc["offset_mapping"]]
-        # The first continuation token of each text: only the logits from the one
-        # before it on are needed (logits_to_keep), which matters for a 150k vocabulary.
         first = []
         for st in starts:
             n = len(st)
@@ -199,19 +204,74 @@ class InProcessLM:
             if not inside or inside[0] == 0:
                 raise ValueError("the continuation has no tokens, or the context none")
             first.append(inside[0])
+        return ids, starts, first
+
+    @staticmethod
+    def _one_token_each(
+        ids: list[list[int]], first: list[int]
+    ) -> tuple[list[int], list[int]] | None:
+        """(context ids, next ids) when every continuation is one token after the same
+        context tokens (loglikelihood mode's option letters): one forward of the
+        context then scores them all. None otherwise."""
         shared = ids[0][: first[0]]
         if all(len(x) == f + 1 and x[:f] == shared for x, f in zip(ids, first, strict=True)):
-            # Every continuation is one token after the same context tokens (loglikelihood
-            # mode's option letters): one forward of the context scores them all.
-            return self._next_token_logprobs(shared, [x[-1] for x in ids])
+            return shared, [x[-1] for x in ids]
+        return None
+
+    def token_logprobs(self, texts: Sequence[str], context_chars: int) -> list[float]:
+        """log P(text[context_chars:] | text[:context_chars]) for each text, in one forward."""
+        ids, starts, first = self._tokenize(texts, context_chars)
+        one_token = self._one_token_each(ids, first)
+        if one_token is not None:
+            return self.next_token_logprobs([one_token[0]], [one_token[1]])[0]
+        return self._texts_logprobs(ids, starts, first, context_chars)
+
+    def batch_logprobs(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """`token_logprobs` of several (context, continuations) requests: those whose
+        continuations are each one token after the context (loglikelihood mode) share
+        ONE forward of their contexts; the others (cloze) get one forward each."""
+        out: list[list[float] | None] = [None] * len(requests)
+        batched: list[tuple[int, list[int], list[int]]] = []
+        for n, (context, continuations) in enumerate(requests):
+            ids, starts, first = self._tokenize([context + c for c in continuations], len(context))
+            one_token = self._one_token_each(ids, first)
+            if one_token is None:
+                out[n] = self._texts_logprobs(ids, starts, first, len(context))
+            else:
+                batched.append((n, *one_token))
+        if batched:
+            scored = self.next_token_logprobs([b[1] for b in batched], [b[2] for b in batched])
+            for (n, _, _), logprobs in zip(batched, scored, strict=True):
+                out[n] = logprobs
+        return out  # type: ignore[return-value]  (every slot is filled above)
+
+    def _padded(self, ids: Sequence[Sequence[int]]):
+        """Left-padded input ids, attention mask and position ids: every row ends at the
+        last position, and explicit positions make a padded row compute what it
+        computes alone."""
+        import torch  # heavy: see torch_threads
+
         length = max(len(x) for x in ids)
-        keep = max(len(x) - f + 1 for x, f in zip(ids, first, strict=True))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # Left padding: every text ends at the last position, so the kept logits line up;
-        # explicit position_ids make a padded row compute what it computes alone.
         input_ids = torch.tensor([[pad] * (length - len(x)) + list(x) for x in ids])
         mask = torch.tensor([[0] * (length - len(x)) + [1] * len(x) for x in ids])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return input_ids, mask, positions
+
+    def _texts_logprobs(
+        self,
+        ids: list[list[int]],
+        starts: list[list[int]],
+        first: list[int],
+        context_chars: int,
+    ) -> list[float]:
+        import torch  # heavy: see torch_threads
+
+        length = max(len(x) for x in ids)
+        # Only the logits from the token before the first continuation token on are
+        # needed (logits_to_keep), which matters for a 150k vocabulary.
+        keep = max(len(x) - f + 1 for x, f in zip(ids, first, strict=True))
+        input_ids, mask, positions = self._padded(ids)
         device = next(self.model.parameters()).device
         with torch.inference_mode(), torch_threads(self.cpu_threads):
             logits = self.model(
@@ -233,17 +293,29 @@ class InProcessLM:
             out.append(continuation_logprob(per_token, st, context_chars))
         return out
 
-    def _next_token_logprobs(self, context_ids: list[int], next_ids: list[int]) -> list[float]:
-        """log P(t | context) for each t of next_ids, from one forward of the context."""
+    def next_token_logprobs(
+        self, contexts: Sequence[Sequence[int]], next_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
+        """log P(t | context) for each t of next_ids[i], for every context, in one
+        forward of the left-padded contexts keeping the last position's logits only."""
         import torch  # heavy: see torch_threads
 
         device = next(self.model.parameters()).device
         with torch.inference_mode(), torch_threads(self.cpu_threads):
-            logits = self.model(
-                input_ids=torch.tensor([context_ids], device=device), logits_to_keep=1
-            ).logits[0, -1]
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-        return [logprobs[t].item() for t in next_ids]
+            if len(contexts) == 1:  # nothing to pad: no mask
+                logits = self.model(
+                    input_ids=torch.tensor([list(contexts[0])], device=device), logits_to_keep=1
+                ).logits
+            else:
+                input_ids, mask, positions = self._padded(contexts)
+                logits = self.model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    logits_to_keep=1,
+                ).logits
+            logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1).cpu()
+        return [[logprobs[row, t].item() for t in ts] for row, ts in enumerate(next_ids)]
 
     def generate_sync(self, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> str:
         import torch  # heavy: see torch_threads
@@ -268,6 +340,12 @@ class InProcessLM:
         async with self._lock:
             texts = [context + c for c in continuations]
             return await asyncio.to_thread(self.token_logprobs, texts, len(context))
+
+    async def continuation_logprobs_batch(
+        self, requests: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[list[float]]:
+        async with self._lock:
+            return await asyncio.to_thread(self.batch_logprobs, requests)
 
     async def generate(self, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> str:
         async with self._lock:

@@ -35,6 +35,9 @@ class ModelActor:
     def continuation_logprobs(self, context: str, continuations: Sequence[str]) -> list[float]:
         return self.lm.token_logprobs([context + c for c in continuations], len(context))
 
+    def batch_logprobs(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
+        return self.lm.batch_logprobs(requests)
+
     def generate(self, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> str:
         return self.lm.generate_sync(prompt, max_new_tokens, min_new_tokens)
 
@@ -49,6 +52,11 @@ class ActorLM:
         self, context: str, continuations: Sequence[str]
     ) -> list[float]:
         return await self.actor.continuation_logprobs.remote(context, list(continuations))
+
+    async def continuation_logprobs_batch(
+        self, requests: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[list[float]]:
+        return await self.actor.batch_logprobs.remote([(c, list(cs)) for c, cs in requests])
 
     async def generate(self, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> str:
         return await self.actor.generate.remote(prompt, max_new_tokens, min_new_tokens)

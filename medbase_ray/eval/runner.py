@@ -35,7 +35,7 @@ from medbase_ray.eval.config import EvalConfig
 from medbase_ray.eval.lm import EndpointLM, InProcessLM, LanguageModel
 from medbase_ray.eval.prompts import EvalError, Prompt, build_prompt, chat_renderer, template_for
 from medbase_ray.eval.report import build_report, render_markdown
-from medbase_ray.eval.scoring import score_item
+from medbase_ray.eval.scoring import option_requests, row_from_logprobs, score_item
 from medbase_ray.models.checkpoint_info import ModelSettings, resolve_model_settings
 from medbase_ray.models.loading import load_tokenizer
 from medbase_ray.stage import StageOutput
@@ -171,6 +171,26 @@ def _run_coroutine(coro: Coroutine) -> Any:
     return box["value"]
 
 
+def item_batches(
+    items: Sequence[dict], prompts: dict[str, Prompt], batch_size: int, max_tokens: int
+) -> list[list[dict]]:
+    """The items, longest prompt first (as lm-eval orders its requests: a batch holds
+    prompts of about one length, so little padding, and the largest batch comes first),
+    cut into batches of at most `batch_size` items and `max_tokens` padded tokens. The
+    batches depend on the items only: the same figures on every run."""
+    order = sorted(items, key=lambda item: (-prompts[item["id"]].n_tokens, item["id"]))
+    batches: list[list[dict]] = []
+    for item in order:
+        # Longest first: the batch's first prompt is its padded length.
+        if batches and len(batches[-1]) < batch_size:
+            longest = prompts[batches[-1][0]["id"]].n_tokens
+            if longest * (len(batches[-1]) + 1) <= max_tokens:
+                batches[-1].append(item)
+                continue
+        batches.append([item])
+    return batches
+
+
 async def score_items(
     lm: LanguageModel,
     items: Sequence[dict],
@@ -180,11 +200,28 @@ async def score_items(
     done: int = 0,
     total: int | None = None,
 ) -> list[dict]:
-    """Score `items` with at most `max_in_flight` requests at once, appending each result."""
+    """Score `items` with at most `max_in_flight` requests at once, appending each result.
+    A backend with `continuation_logprobs_batch` (in-process, Ray actor) gets the
+    loglikelihood/cloze items in batches instead (`item_batches`)."""
     limit = asyncio.Semaphore(ecfg.max_in_flight)
     out: list[dict] = []
     results_path.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=total or len(items), initial=done, desc=f"eval {ecfg.mode}", unit="item")
+    batched = ecfg.mode != "generate" and hasattr(lm, "continuation_logprobs_batch")
+    if batched:
+        with results_path.open("a", encoding="utf-8") as sink, bar:
+            for batch in item_batches(items, prompts, ecfg.batch_size, ecfg.max_batch_tokens):
+                requests = [option_requests(prompts[item["id"]]) for item in batch]
+                scored = await lm.continuation_logprobs_batch(requests)  # type: ignore[attr-defined]
+                rows = [
+                    row_from_logprobs(item, prompts[item["id"]], ecfg.mode, logprobs)
+                    for item, logprobs in zip(batch, scored, strict=True)
+                ]
+                sink.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                sink.flush()
+                out.extend(rows)
+                bar.update(len(rows))
+        return out
     with results_path.open("a", encoding="utf-8") as sink, bar:
 
         async def one(item: dict) -> None:

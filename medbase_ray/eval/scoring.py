@@ -54,30 +54,53 @@ def result_row(
 
 
 async def _option_scores(lm: LanguageModel, prompt: Prompt) -> dict[str, float]:
+    context, continuations = option_requests(prompt)
+    logprobs = await lm.continuation_logprobs(context, continuations)
+    return dict(zip(prompt.continuations or {}, logprobs, strict=True))
+
+
+def option_requests(prompt: Prompt) -> tuple[str, list[str]]:
+    """(context, the continuations in letter order): what a backend scores for an item."""
     if not prompt.continuations:
         raise ValueError("this prompt was built for generate mode: it has no continuations")
-    letters = list(prompt.continuations)
-    logprobs = await lm.continuation_logprobs(
-        prompt.context, [prompt.continuations[letter] for letter in letters]
-    )
-    return dict(zip(letters, logprobs, strict=True))
+    return prompt.context, list(prompt.continuations.values())
+
+
+def row_from_logprobs(
+    item: dict[str, Any], prompt: Prompt, mode: str, logprobs: list[float]
+) -> dict[str, Any]:
+    """The result row of a loglikelihood or cloze item from its options' log-probs
+    (in the letter order of `option_requests`)."""
+    assert prompt.continuations is not None
+    scores = dict(zip(prompt.continuations, logprobs, strict=True))
+    if mode == "loglikelihood":
+        return loglikelihood_row(item, prompt, scores)
+    if mode == "cloze":
+        return cloze_row(item, prompt, scores)
+    raise ValueError(f"mode {mode!r} is not scored by log-probs")
 
 
 async def score_loglikelihood(
     lm: LanguageModel, item: dict[str, Any], prompt: Prompt
 ) -> dict[str, Any]:
     """log P(letter | prompt + "The correct answer is (") for each option; argmax."""
-    scores = await _option_scores(lm, prompt)
+    return loglikelihood_row(item, prompt, await _option_scores(lm, prompt))
+
+
+def loglikelihood_row(
+    item: dict[str, Any], prompt: Prompt, scores: dict[str, float]
+) -> dict[str, Any]:
     return result_row(item, prompt, argmax_letter(scores), scores)
 
 
 async def score_cloze(lm: LanguageModel, item: dict[str, Any], prompt: Prompt) -> dict[str, Any]:
-    """log P(option text | question) for each option; argmax, raw and per character.
+    """log P(option text | question) for each option; argmax, raw and per character."""
+    return cloze_row(item, prompt, await _option_scores(lm, prompt))
 
-    The length-normalised score divides by the option's length in characters
-    (lm-evaluation-harness's `acc_norm`), so long options are not penalised for length.
-    """
-    scores = await _option_scores(lm, prompt)
+
+def cloze_row(item: dict[str, Any], prompt: Prompt, scores: dict[str, float]) -> dict[str, Any]:
+    """The length-normalised score divides by the option's length in characters
+    (lm-evaluation-harness's `acc_norm`), so long options are not penalised for length."""
     assert prompt.continuations is not None
     normalised = {
         letter: lp / max(len(prompt.continuations[letter]), 1) for letter, lp in scores.items()

@@ -231,3 +231,36 @@ def test_apollo_compat_run_uses_apollos_prompts_shots_and_scorer(
         run_eval(
             config(bench_dir, tiny_dir, "eval.apollo_compat=true"), out_dir=str(tmp_path / "x")
         )
+
+
+@pytest.mark.parametrize("mode", ["loglikelihood", "cloze"])
+def test_batches_score_what_one_item_per_forward_scores(
+    bench_dir: Path, tiny_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    """Items scored in batches (left-padded prompts of different lengths in one forward)
+    get the scores they get one at a time; the batches are longest prompt first, within
+    the item and token caps."""
+    from medbase_ray.eval.runner import item_batches
+
+    runs = {}
+    for size in (1, 3):
+        cfg = config(bench_dir, tiny_dir, f"eval.mode={mode}", "eval.k_shot=1",
+                     f"eval.batch_size={size}")  # fmt: skip
+        run_eval(cfg, out_dir=str(tmp_path / f"bs{size}"))
+        runs[size] = {r["id"]: r for r in read_results(tmp_path / f"bs{size}")}
+    assert runs[1].keys() == runs[3].keys() and len(runs[1]) == 8
+    for key, row in runs[3].items():
+        assert row["scores"] == pytest.approx(runs[1][key]["scores"], abs=1e-5), key
+        assert row["prediction"] == runs[1][key]["prediction"]
+    lengths = {r["id"]: r["prompt_tokens"] for r in runs[1].values()}
+    assert len(set(lengths.values())) > 1  # prompts of different lengths: padding used
+    prompts = {i: type("P", (), {"n_tokens": n})() for i, n in lengths.items()}
+    items = [{"id": i} for i in lengths]
+    batches = item_batches(items, prompts, 3, max_tokens=10**6)
+    assert [len(b) for b in batches] == [3, 3, 2]
+    flat = [lengths[i["id"]] for b in batches for i in b]
+    assert flat == sorted(lengths.values(), reverse=True)
+    longest = max(lengths.values())
+    capped = item_batches(items, prompts, 8, max_tokens=2 * longest)
+    assert all(lengths[b[0]["id"]] * len(b) <= 2 * longest for b in capped)
+    assert sum(map(len, capped)) == 8 and item_batches(items, prompts, 3, 10**6) == batches

@@ -127,9 +127,10 @@ def test_trials_stream_reports_asha_stops_early_and_a_failure_is_recorded(sweep)
 
 def test_resume_keeps_the_trials_finished_before_the_driver_died(sweep) -> None:
     for trial_id, reports in sweep["reports"].items():
-        assert reports >= 2  # train reports at steps 2 and 4
+        row = next(r for r in sweep["out"]["trials"] if r["trial"] == trial_id)
+        # Train reports at steps 2 and 4; a trial ASHA stopped at its rung (step 2) once.
+        assert reports >= (1 if row["stopped_early"] else 2)
         assert _tune_reports(sweep["dir"], trial_id) == reports  # none run again
-        assert any(r["trial"] == trial_id for r in sweep["out"]["trials"])
 
 
 def test_outputs_report_plots_and_the_ranking(sweep) -> None:
