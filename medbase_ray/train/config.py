@@ -96,6 +96,14 @@ class TrainConfig(StrictModel):
             "size gives a full permutation). 0: every epoch in the mixture's order."
         ),
     )
+    head_on_label_tokens: bool = Field(
+        default=True,
+        description=(
+            "Run the output head only at positions followed by a label token (prompt tokens "
+            "and padding never reach it): less compute, and logits of [label tokens, vocab] "
+            "instead of [rows, seq_len, vocab]. false: the model's own loss on full logits."
+        ),
+    )
     gradient_checkpointing: bool = Field(
         default=False,
         description="Recompute activations in the backward pass (less memory, ~30% more compute).",

@@ -13,6 +13,14 @@ optimizer. Each optimizer step:
 Packed rows: `position_ids` restart at 0 for each sample and no `attention_mask` is
 passed, so transformers builds a block-diagonal causal mask and samples in one row never
 attend to each other; `use_cache=False` (no KV cache in training).
+
+The output head runs only where a label follows (`train.head_on_label_tokens`): a
+forward pre-hook on the model's output embeddings keeps the hidden states of those
+positions, so the logits are [label tokens, vocab] instead of [rows, seq_len, vocab],
+and the loss is the summed cross-entropy over them. Prompt tokens and padding (over half
+the positions of Apollo-style QA) never reach the head: less compute in the forward and
+backward, and far less memory on a large vocabulary (152k for Qwen2.5: a [4, 2048]
+micro-batch's float32 logits alone are 5 GB).
 """
 
 from __future__ import annotations
@@ -100,6 +108,60 @@ def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> int:
     return int(hit.sum())
 
 
+@contextmanager
+def head_at(model: torch.nn.Module, positions: torch.Tensor | None) -> Iterator[None]:
+    """During the block, the model's output head sees only the hidden states at
+    `positions` ([B, T] bool): its logits come out [N, vocab], row-major. None, or a
+    model without output embeddings: unchanged."""
+    head = model.get_output_embeddings() if positions is not None else None
+    if head is None:
+        yield
+        return
+
+    def keep(_module, args):
+        return (args[0][positions], *args[1:])
+
+    handle = head.register_forward_pre_hook(keep)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def forward_loss(
+    engine, batch: Batch, num_items: float, on_label_tokens: bool
+) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy over the batch's label tokens / num_items, argmax hits).
+
+    on_label_tokens: the output head only at positions followed by a label (`head_at`);
+    otherwise the model's own loss over full logits (transformers' ForCausalLM loss: the
+    same sum / num_items)."""
+    device = engine.device
+    labels = batch["labels"].to(device)
+    inputs = {
+        "input_ids": batch["input_ids"].to(device),  # [micro, seq_len]
+        "position_ids": batch["position_ids"].to(device),
+        "use_cache": False,
+    }
+    if not on_label_tokens:
+        out = engine(**inputs, labels=labels, num_items_in_batch=num_items)
+        return out.loss, count_correct(out.logits.detach(), labels)
+    target = labels[:, 1:]
+    followed = target != IGNORE_INDEX
+    positions = torch.nn.functional.pad(followed, (0, 1), value=False)  # [B, T]
+    with head_at(engine.module, positions):
+        logits = engine(**inputs).logits  # [label tokens, vocab]
+    targets = target[followed]  # the same positions, in the same row-major order
+    if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
+        raise RuntimeError(
+            f"{type(engine.module).__name__} reshapes its output head's logits "
+            f"(got {tuple(logits.shape)}); set train.head_on_label_tokens=false"
+        )
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    hits = int((logits.detach().argmax(-1) == targets).sum())
+    return loss / num_items, hits
+
+
 def setup_engine(run: WorkerRun, world_size: int, device: torch.device):
     """Model + DeepSpeed engine (optimizer, schedule, ZeRO) for this worker."""
     # Imported in the workers only: the driver imports this module (WorkerRun) and needs
@@ -142,7 +204,9 @@ def setup_engine(run: WorkerRun, world_size: int, device: torch.device):
     return engine
 
 
-def train_step(engine, micro_batches: list[Batch], world_size: int) -> StepStats:
+def train_step(
+    engine, micro_batches: list[Batch], world_size: int, on_label_tokens: bool = True
+) -> StepStats:
     """One optimizer step over this worker's `grad_accum_steps` micro-batches."""
     # The loss of a step is the mean over every label token of the global batch, however
     # packing spread them over rows and workers. DeepSpeed averages gradients over
@@ -152,19 +216,12 @@ def train_step(engine, micro_batches: list[Batch], world_size: int) -> StepStats
     (n_global,) = all_reduce([n_local])
     norm = max(n_global, 1.0) / (world_size * len(micro_batches))
     stats = StepStats(lr=float(engine.get_lr()[0]), label_tokens=n_local)
-    device = engine.device
     for batch in micro_batches:
-        out = engine(
-            input_ids=batch["input_ids"].to(device),  # [micro, seq_len]
-            position_ids=batch["position_ids"].to(device),
-            labels=batch["labels"].to(device),
-            use_cache=False,
-            num_items_in_batch=norm,  # transformers' loss: sum(CE) / num_items_in_batch
-        )
-        engine.backward(out.loss)
+        loss, hits = forward_loss(engine, batch, norm, on_label_tokens)
+        engine.backward(loss)
         engine.step()  # the optimizer only steps at the accumulation boundary
-        stats.loss_sum += float(out.loss.detach()) * norm
-        stats.correct_tokens += count_correct(out.logits.detach(), batch["labels"].to(device))
+        stats.loss_sum += float(loss.detach()) * norm
+        stats.correct_tokens += hits
         stats.real_tokens += int(batch["n_real_tokens"].sum())
     grad_norm = engine.get_global_grad_norm()
     stats.grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
@@ -172,23 +229,16 @@ def train_step(engine, micro_batches: list[Batch], world_size: int) -> StepStats
 
 
 @torch.no_grad()
-def evaluate(engine, batches: Iterable[Batch]) -> dict[str, float]:
+def evaluate(engine, batches: Iterable[Batch], on_label_tokens: bool = True) -> dict[str, float]:
     """Dev loss and token accuracy over this worker's dev shard, summed over workers."""
     engine.eval()
     loss_sum = labels_n = correct = 0.0
     for batch in batches:
         n = count_label_tokens(batch["labels"])
-        labels = batch["labels"].to(engine.device)
-        out = engine(
-            input_ids=batch["input_ids"].to(engine.device),
-            position_ids=batch["position_ids"].to(engine.device),
-            labels=labels,
-            use_cache=False,
-            num_items_in_batch=max(n, 1),
-        )
-        loss_sum += float(out.loss) * max(n, 1)
+        loss, hits = forward_loss(engine, batch, max(n, 1), on_label_tokens)
+        loss_sum += float(loss) * max(n, 1)
         labels_n += n
-        correct += count_correct(out.logits, labels)
+        correct += hits
     engine.train()
     loss_sum, labels_n, correct = all_reduce([loss_sum, labels_n, correct])
     return {
@@ -216,7 +266,8 @@ def probe_logits(engine, batch: Batch, n_tokens: int) -> dict[str, list]:
 
 def evaluate_dev(engine, tokenizer, run: WorkerRun, dev_batches, rank: int) -> dict[str, float]:
     """The dev figures of this evaluation point (collective: every rank calls it)."""
-    out = evaluate(engine, dev_batches()) if dev_batches is not None else {}
+    on_labels = run.train.head_on_label_tokens
+    out = evaluate(engine, dev_batches(), on_labels) if dev_batches is not None else {}
     if run.train.dev_benchmark:
         out.update(dev_benchmark_accuracy(engine, tokenizer, run.config_yaml, rank))
     return out
@@ -294,7 +345,7 @@ def train_worker(
             raise RuntimeError(f"epoch {pos['epoch']} has only {skipped} micro-batches now")
         last_group = None
         for group in groups_of(batches, train.grad_accum_steps):
-            stats = train_step(engine, group, world_size)
+            stats = train_step(engine, group, world_size, train.head_on_label_tokens)
             last_group = group
             pos["step"] += 1
             pos["micro_batches_in_epoch"] += len(group)

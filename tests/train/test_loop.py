@@ -6,6 +6,7 @@ with a list-appending reporter instead of ray.train.report.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -143,3 +144,37 @@ def test_resume_continues_exactly(world_of_one, local_rows, make_cfg, tmp_path: 
     )
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+
+
+def test_head_on_label_tokens_trains_what_full_logits_train(
+    world_of_one, local_rows, make_cfg, tmp_path: Path
+) -> None:
+    """The output head run only where a label follows gives the loss, token accuracy,
+    gradient norm, dev figures and weights of the model's own loss on full logits."""
+    rows = local_rows.slice(0, 8)
+    runs = {}
+    for on_labels in (True, False):
+        cfg = make_cfg(tmp_path / str(on_labels), "train.max_steps=3", "train.zero_stage=1",
+                       "train.log_steps=1", "train.probe_tokens=16",
+                       f"train.head_on_label_tokens={on_labels}")  # fmt: skip
+        plan = plan_steps(rows.num_rows, 1, cfg.train)
+        run = WorkerRun(cfg.train, "tiny", "apollo", "auto", False, plan, dump_config(cfg))
+        metrics: list[dict] = []
+        dev = functools.partial(_batches(rows.slice(0, 4), 2), 0)
+        report = functools.partial(lambda sink, m, _ckpt: sink.append(m), metrics)
+        out = train_worker(run, _batches(rows, 2), dev, report)
+        runs[on_labels] = (metrics, out)
+    (sel, sel_out), (full, full_out) = runs[True], runs[False]
+    assert [m["step"] for m in sel] == [1, 2, 3] and sel[-1]["loss"] < sel[0]["loss"]
+    for a, b in zip(sel, full, strict=True):
+        for key in ("loss", "grad_norm", "dev_loss"):
+            if key in a or key in b:
+                assert a[key] == pytest.approx(b[key], rel=1e-5), (a["step"], key)
+        for key in ("token_accuracy", "dev_token_accuracy"):  # one argmax tie may flip
+            if key in a or key in b:
+                assert a[key] == pytest.approx(b[key], abs=2.5e-3), (a["step"], key)
+    assert "dev_loss" in sel[-1] and sel[-1]["token_accuracy"] > 0
+    # The trained weights: the logits of the exported probe agree.
+    probe_sel, probe_full = (torch.tensor(o["probe"]["logits"]) for o in (sel_out, full_out))
+    assert probe_sel.shape == probe_full.shape == (1, 16, probe_sel.shape[-1])
+    torch.testing.assert_close(probe_sel, probe_full, atol=1e-4, rtol=1e-4)
