@@ -3,6 +3,7 @@
     python benchmarks/tune.py            # 6 trials of 8 steps (dev accuracy every 2)
     python benchmarks/tune.py --quick    # 2 trials of 2 steps: the parallel figure only
                                          # (~3 min: each trial is a whole Ray Train run)
+    python benchmarks/tune.py --steps 64 --parallel-only   # longer trials, parallel only
 
 One local Ray of 2 CPUs, the embedded tiny model, the bundled sample prepared in
 128-token rows, 1-worker (1-CPU) trials:
@@ -64,8 +65,12 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 trials of 2 steps")
+    parser.add_argument("--steps", type=int, default=8, help="steps per trial (default 8)")
+    parser.add_argument(
+        "--parallel-only", action="store_true", help="only the sweep against one after another"
+    )
     args = parser.parse_args()
-    n, steps = (2, 2) if args.quick else (6, 8)
+    n, steps = (2, 2) if args.quick else (6, args.steps)
     init_ray(num_cpus=2)
     root = Path(tempfile.mkdtemp(prefix="medbase-bench-tune-"))
     prep_cfg = load_config(preset="tiny", overrides=[f"run.root={root}", "run.name=p",
@@ -96,14 +101,15 @@ def main() -> None:
     figures.append({"name": "tune_parallel_speedup", "value": round(speedup, 3), "goal": 1.6,
                     "higher_is_better": True})  # fmt: skip
 
-    if not args.quick:
+    if not (args.quick or args.parallel_only):
         # 2. ASHA against FIFO on the same random trials; 3. the proposal (FIFO sweep).
-        common = ("tune.search=random", "tune.baselines=[equal]", "tune.eval_steps=2")
+        every = max(2, steps // 4)  # dev accuracy (a report to Tune) 4 times a trial
+        common = ("tune.search=random", "tune.baselines=[equal]", f"tune.eval_steps={every}")
         fifo = run_tune(load_config(preset="tiny", overrides=sweep_overrides(
             root, "fifo", steps, n, *common)), data_dir=prepared)  # fmt: skip
         asha = run_tune(load_config(preset="tiny", overrides=sweep_overrides(
             root, "asha", steps, n, *common, "tune.scheduler=asha", "tune.propose=false",
-            "tune.grace_period_steps=2")), data_dir=prepared)  # fmt: skip
+            f"tune.grace_period_steps={every}")), data_dir=prepared)  # fmt: skip
         sweep_only = [r for r in fifo["trials"] if r["origin"] != "proposal"]
         fifo_best = max(r["dev_accuracy"] for r in sweep_only)
         fifo_steps = sum(r["step"] for r in sweep_only)

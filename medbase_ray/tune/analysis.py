@@ -39,19 +39,33 @@ def targets_of(tune: TuneConfig) -> list[str]:
 
 def fit_inputs(
     rows: list[dict[str, Any]], tune: TuneConfig
-) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, np.ndarray]]:
-    """(rows used, X = their shares, {target: y}): trials that ran every step and
-    reported every target (one stopped early was measured at another point)."""
-    used = [
-        r
-        for r in rows
-        if not r.get("stopped_early")
-        and all(_finite(r.get(t)) for t in targets_of(tune))
-        and r.get("origin") != "proposal"
+) -> tuple[list[dict[str, Any]], np.ndarray, dict[str, np.ndarray], int]:
+    """(rows used, X = their shares, {target: y}, the training step of the figures).
+
+    The trials that ran every step and reported every target (one stopped early was
+    measured at another point). When ASHA stopped so many that fewer than
+    MIN_TRIALS_TO_FIT ran every step, the figures every trial reported at ASHA's first
+    rung (`grace_period_steps`) instead: one budget for all, and no trial left out for
+    having been stopped (fitting on the survivors alone would also see only the best)."""
+    sweep = [r for r in rows if r.get("origin") != "proposal"]
+    targets = targets_of(tune)
+    full = [
+        r for r in sweep if not r.get("stopped_early") and all(_finite(r.get(t)) for t in targets)
     ]
+    used, step = full, tune.trial_max_steps
+    if len(full) < MIN_TRIALS_TO_FIT and tune.scheduler == "asha":
+        rung = str(tune.grace_period_steps)
+        at_rung = [
+            r | r["by_step"][rung]
+            for r in sweep
+            if rung in r.get("by_step", {})
+            and all(_finite(r["by_step"][rung].get(t)) for t in targets)
+        ]
+        if len(at_rung) > len(full):
+            used, step = at_rung, tune.grace_period_steps
     x = np.array([[r["shares"].get(lang, 0.0) for lang in tune.languages] for r in used])
-    y = {t: np.array([r[t] for r in used], dtype=float) for t in targets_of(tune)}
-    return used, x, y
+    y = {t: np.array([r[t] for r in used], dtype=float) for t in targets}
+    return used, x, y, step
 
 
 def fit_and_propose(rows: list[dict[str, Any]], tune: TuneConfig) -> dict[str, Any]:
@@ -60,8 +74,8 @@ def fit_and_propose(rows: list[dict[str, Any]], tune: TuneConfig) -> dict[str, A
     Returns {"n_trials", "fits": {target: summary}, "own_weight_coefficients",
     "proposal": {"shares", "predicted", ...} or None, "trusted", "why_not"}.
     """
-    used, x, y = fit_inputs(rows, tune)
-    out: dict[str, Any] = {"n_trials": len(used), "fits": {}, "proposal": None}
+    used, x, y, step = fit_inputs(rows, tune)
+    out: dict[str, Any] = {"n_trials": len(used), "fit_step": step, "fits": {}, "proposal": None}
     if len(used) < MIN_TRIALS_TO_FIT:
         out |= {"trusted": False, "why_not": f"only {len(used)} finished trials to fit"}
         return out
@@ -85,7 +99,7 @@ def fit_and_propose(rows: list[dict[str, Any]], tune: TuneConfig) -> dict[str, A
         tune.proposal_candidates,
         tune.proposal_top_k,
         tune.seed,
-    )
+    ) | {"fit_step": step}
     out["curves"] = {
         lang: own_weight_curve(fits[accuracy_key(lang)], x, i)
         for i, lang in enumerate(tune.languages)

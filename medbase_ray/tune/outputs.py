@@ -162,7 +162,13 @@ def markdown_report(summary: dict[str, Any], table: str) -> str:
     else:
         fit = reg["fits"][summary["metric"]]
         lines += [
-            f"Fitted on {reg['n_trials']} trials; `{summary['metric']}` by the {fit['model']} model, "
+            f"Fitted on {reg['n_trials']} trials' figures at step {reg.get('fit_step', '?')}"
+            + (
+                " (ASHA's first rung: fewer than 3 trials ran every step)"
+                if reg.get("fit_step") not in (None, summary.get("trial_max_steps"))
+                else ""
+            )
+            + f"; `{summary['metric']}` by the {fit['model']} model, "
             f"leave-one-out Spearman {_fmt(fit['loo_spearman'], 2)}."
             + ("" if reg["trusted"] else f" **Too poor to trust**: {reg['why_not']}."),
             "",

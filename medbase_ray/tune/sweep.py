@@ -228,8 +228,24 @@ def collect_trials(
             # The last checkpoint the trial reported (an HF model directory).
             | {"checkpoint": metrics.get(CHECKPOINT_PATH_KEY)}
             | {k: v for k, v in metrics.items() if k in _KEEP or k.startswith("dev_")}
+            | {"by_step": figures_by_step(result)}
         )
     return rows, failed
+
+
+def figures_by_step(result) -> dict[str, dict[str, float]]:
+    """{step (as a string, as JSON keeps it): the dev figures the trial reported then}:
+    every report of the trial, from Tune's own record of them."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is None or "step" not in frame:
+        return {}
+    keys = [c for c in frame.columns if c.startswith("dev_")]
+    out: dict[str, dict[str, float]] = {}
+    for record in frame[["step", *keys]].to_dict("records"):
+        figures = {k: float(v) for k, v in record.items() if k in keys and v == v}  # not NaN
+        if figures and record["step"] == record["step"]:
+            out[str(int(record["step"]))] = figures
+    return out
 
 
 def _origin(target: dict[str, float], named: dict[str, dict[str, float]], default: str) -> str:
@@ -251,7 +267,12 @@ def measure_proposal(
     measured, failed = collect_trials(result, cfg, {}, "proposal", out)
     if measured:
         proposal["trial"] = measured[0]["trial"]
-        proposal["measured"] = measured_against_predicted(measured[0], proposal["predicted"])
+        # Measured at the step the fit's figures came from (the trial's end, or ASHA's
+        # first rung when too few trials ran every step: `fit_inputs`).
+        at = measured[0]
+        if proposal.get("fit_step") not in (None, cfg.tune.trial_max_steps):
+            at = at | at.get("by_step", {}).get(str(proposal["fit_step"]), {})
+        proposal["measured"] = measured_against_predicted(at, proposal["predicted"])
     return measured, failed
 
 
@@ -299,6 +320,7 @@ def run_tune(
     summary = {
         "metric": t.metric,
         "mode": t.mode,
+        "trial_max_steps": t.trial_max_steps,
         "tune_dir": out.uri,
         "languages": t.languages,
         "floors": t.floors,

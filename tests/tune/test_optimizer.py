@@ -136,6 +136,33 @@ def test_too_few_trials_give_no_proposal() -> None:
     assert out["proposal"] is None and not out["trusted"] and "2 finished" in out["why_not"]
 
 
+def test_asha_leaving_too_few_finished_trials_fits_at_its_first_rung() -> None:
+    """Two trials ran every step, four were stopped at the rung: the fit takes all six
+    at the rung's step (one budget), and the proposal says which step it predicts."""
+    tune = TuneConfig(languages=LANGS, scheduler="asha", grace_period_steps=2,
+                      trial_max_steps=8)  # fmt: skip
+    rows = _synthetic(6, seed=4)
+    targets = [f"dev_accuracy_{lang}" for lang in LANGS] + ["dev_accuracy"]
+    for i, row in enumerate(rows):
+        row["by_step"] = {"2": {t: row[t] - 0.05 for t in targets}}
+        row["stopped_early"] = i >= 2
+        if row["stopped_early"]:  # its last figures are the rung's
+            row.update(row["by_step"]["2"])
+    out = fit_and_propose(rows, tune)
+    assert out["n_trials"] == 6 and out["fit_step"] == 2
+    assert out["proposal"]["fit_step"] == 2
+    # The figures fitted are the rung's: the same fit as on those figures directly.
+    at_rung = [r | r["by_step"]["2"] | {"stopped_early": False} for r in rows]
+    direct = fit_and_propose(at_rung, TuneConfig(languages=LANGS, trial_max_steps=2))
+    assert out["proposal"]["predicted"] == pytest.approx(direct["proposal"]["predicted"])
+    # FIFO, or enough trials that ran every step: their final figures, as before.
+    fifo = fit_and_propose(rows, TuneConfig(languages=LANGS, trial_max_steps=8))
+    assert fifo["n_trials"] == 2 and fifo["proposal"] is None and fifo["fit_step"] == 8
+    for row in rows:
+        row["stopped_early"] = False
+    assert fit_and_propose(rows, tune)["fit_step"] == 8
+
+
 def test_best_under_floors_and_the_pareto_front() -> None:
     rows = [
         {"trial": "a", "dev_accuracy": 0.50, "dev_accuracy_en": 0.70, "dev_accuracy_zh": 0.30},

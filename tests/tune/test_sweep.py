@@ -173,17 +173,34 @@ def test_a_trial_rescored_by_the_eval_stage_gives_its_figures(sweep, tmp_path) -
 
 
 def test_the_proposal_is_trained_and_measured(sweep) -> None:
-    out = sweep["out"]
+    out, t = sweep["out"], sweep["cfg"].tune
     proposal, regression = out["proposal"], out["regression"]
+    # The fit: the trials that ran every step, or, when ASHA left fewer than 3 of them,
+    # every trial at its first rung (which all the trials that did not fail reached).
+    sweep_trials = [r for r in out["trials"] if r["origin"] != "proposal"]
+    full = [r for r in sweep_trials if not r["stopped_early"]]
+    if len(full) >= 3:
+        assert (regression["fit_step"], regression["n_trials"]) == (t.trial_max_steps, len(full))
+    else:
+        assert regression["fit_step"] == t.grace_period_steps
+        assert regression["n_trials"] == len(sweep_trials)
     assert regression["n_trials"] >= 3 and set(regression["fits"]) >= {"dev_accuracy"}
     assert isinstance(regression["trusted"], bool)
     assert regression["trusted"] or regression["why_not"]  # says why it is not trusted
     assert sum(proposal["shares"].values()) == pytest.approx(1.0)
     measured = next(r for r in out["trials"] if r["origin"] == "proposal")
     assert measured["shares"] == pytest.approx(proposal["shares"])
-    assert measured["step"] == sweep["cfg"].tune.trial_max_steps
+    assert measured["step"] == t.trial_max_steps
+    # Every trial's figures by step (dev figures every 2 steps), the last its final ones.
+    for r in [*sweep_trials, measured]:
+        assert set(r["by_step"]) == ({"2"} if r["stopped_early"] else {"2", "4"}), r["trial"]
+        last = r["by_step"][str(r["step"])]["dev_accuracy"]
+        assert last == pytest.approx(r["dev_accuracy"], abs=1e-12)
+    # Measured at the step the fit predicts: the proposal reported there too.
     pm = proposal["measured"]["dev_accuracy"]
-    assert pm["measured"] == measured["dev_accuracy"] and 0 <= pm["predicted"] <= 1
+    at_fit_step = measured["by_step"][str(regression["fit_step"])]["dev_accuracy"]
+    assert pm["measured"] == pytest.approx(at_fit_step, abs=1e-12)
+    assert 0 <= pm["predicted"] <= 1
     assert json.loads((sweep["dir"] / "proposal.json").read_text()) == json.loads(
         json.dumps(proposal)
     )
