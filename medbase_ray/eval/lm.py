@@ -218,18 +218,12 @@ class InProcessLM:
             return shared, [x[-1] for x in ids]
         return None
 
-    def token_logprobs(self, texts: Sequence[str], context_chars: int) -> list[float]:
-        """log P(text[context_chars:] | text[:context_chars]) for each text, in one forward."""
-        ids, starts, first = self._tokenize(texts, context_chars)
-        one_token = self._one_token_each(ids, first)
-        if one_token is not None:
-            return self.next_token_logprobs([one_token[0]], [one_token[1]])[0]
-        return self._texts_logprobs(ids, starts, first, context_chars)
-
     def batch_logprobs(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
-        """`token_logprobs` of several (context, continuations) requests: those whose
-        continuations are each one token after the context (loglikelihood mode) share
-        ONE forward of their contexts; the others (cloze) get one forward each."""
+        """log P(continuation | context) of each continuation of each (context,
+        continuations) request. Requests whose continuations are each one token after
+        the same context tokens (loglikelihood mode's letters) share ONE forward of
+        their left-padded contexts; the others (cloze) get one forward each, their
+        continuations side by side."""
         out: list[list[float] | None] = [None] * len(requests)
         batched: list[tuple[int, list[int], list[int]]] = []
         for n, (context, continuations) in enumerate(requests):
@@ -338,8 +332,7 @@ class InProcessLM:
         self, context: str, continuations: Sequence[str]
     ) -> list[float]:
         async with self._lock:
-            texts = [context + c for c in continuations]
-            return await asyncio.to_thread(self.token_logprobs, texts, len(context))
+            return (await asyncio.to_thread(self.batch_logprobs, [(context, continuations)]))[0]
 
     async def continuation_logprobs_batch(
         self, requests: Sequence[tuple[str, Sequence[str]]]

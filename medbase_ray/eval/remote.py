@@ -33,7 +33,7 @@ class ModelActor:
         )
 
     def continuation_logprobs(self, context: str, continuations: Sequence[str]) -> list[float]:
-        return self.lm.token_logprobs([context + c for c in continuations], len(context))
+        return self.lm.batch_logprobs([(context, continuations)])[0]
 
     def batch_logprobs(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
         return self.lm.batch_logprobs(requests)

@@ -53,12 +53,6 @@ def result_row(
     }
 
 
-async def _option_scores(lm: LanguageModel, prompt: Prompt) -> dict[str, float]:
-    context, continuations = option_requests(prompt)
-    logprobs = await lm.continuation_logprobs(context, continuations)
-    return dict(zip(prompt.continuations or {}, logprobs, strict=True))
-
-
 def option_requests(prompt: Prompt) -> tuple[str, list[str]]:
     """(context, the continuations in letter order): what a backend scores for an item."""
     if not prompt.continuations:
@@ -69,45 +63,24 @@ def option_requests(prompt: Prompt) -> tuple[str, list[str]]:
 def row_from_logprobs(
     item: dict[str, Any], prompt: Prompt, mode: str, logprobs: list[float]
 ) -> dict[str, Any]:
-    """The result row of a loglikelihood or cloze item from its options' log-probs
-    (in the letter order of `option_requests`)."""
+    """The result row of a loglikelihood or cloze item from its options' log-probs (in
+    the letter order of `option_requests`): the argmax letter.
+
+    loglikelihood: log P(letter | prompt + "The correct answer is ("). cloze: log P(option
+    text | question), and also the argmax of the length-normalised score (divided by the
+    option's length in characters, lm-evaluation-harness's `acc_norm`), so long options
+    are not penalised for length."""
     assert prompt.continuations is not None
+    if mode not in ("loglikelihood", "cloze"):
+        raise ValueError(f"mode {mode!r} is not scored by log-probs")
     scores = dict(zip(prompt.continuations, logprobs, strict=True))
-    if mode == "loglikelihood":
-        return loglikelihood_row(item, prompt, scores)
-    if mode == "cloze":
-        return cloze_row(item, prompt, scores)
-    raise ValueError(f"mode {mode!r} is not scored by log-probs")
-
-
-async def score_loglikelihood(
-    lm: LanguageModel, item: dict[str, Any], prompt: Prompt
-) -> dict[str, Any]:
-    """log P(letter | prompt + "The correct answer is (") for each option; argmax."""
-    return loglikelihood_row(item, prompt, await _option_scores(lm, prompt))
-
-
-def loglikelihood_row(
-    item: dict[str, Any], prompt: Prompt, scores: dict[str, float]
-) -> dict[str, Any]:
-    return result_row(item, prompt, argmax_letter(scores), scores)
-
-
-async def score_cloze(lm: LanguageModel, item: dict[str, Any], prompt: Prompt) -> dict[str, Any]:
-    """log P(option text | question) for each option; argmax, raw and per character."""
-    return cloze_row(item, prompt, await _option_scores(lm, prompt))
-
-
-def cloze_row(item: dict[str, Any], prompt: Prompt, scores: dict[str, float]) -> dict[str, Any]:
-    """The length-normalised score divides by the option's length in characters
-    (lm-evaluation-harness's `acc_norm`), so long options are not penalised for length."""
-    assert prompt.continuations is not None
-    normalised = {
-        letter: lp / max(len(prompt.continuations[letter]), 1) for letter, lp in scores.items()
-    }
     row = result_row(item, prompt, argmax_letter(scores), scores)
-    row["prediction_norm"] = argmax_letter(normalised)
-    row["correct_norm"] = is_correct(row["prediction_norm"], item)
+    if mode == "cloze":
+        normalised = {
+            letter: lp / max(len(prompt.continuations[letter]), 1) for letter, lp in scores.items()
+        }
+        row["prediction_norm"] = argmax_letter(normalised)
+        row["correct_norm"] = is_correct(row["prediction_norm"], item)
     return row
 
 
@@ -141,8 +114,7 @@ async def score_item(
 ) -> dict[str, Any]:
     if mode == "generate":
         return await score_generate(lm, item, prompt, max_new_tokens, min_new_tokens, apollo_compat)
-    if mode == "loglikelihood":
-        return await score_loglikelihood(lm, item, prompt)
-    if mode == "cloze":
-        return await score_cloze(lm, item, prompt)
-    raise ValueError(f"unknown scoring mode {mode!r}")
+    if mode not in ("loglikelihood", "cloze"):
+        raise ValueError(f"unknown scoring mode {mode!r}")
+    logprobs = await lm.continuation_logprobs(*option_requests(prompt))
+    return row_from_logprobs(item, prompt, mode, logprobs)
