@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from medbase_ray.clean.config import CleanConfig
 from medbase_ray.config_base import StrictModel
@@ -22,7 +22,7 @@ from medbase_ray.prepare.config import MixtureSpec, PrepareConfig
 from medbase_ray.rewrite.config import RewriteConfig
 from medbase_ray.serve.config import ServeConfig
 from medbase_ray.train.config import TrainConfig
-from medbase_ray.tune.config import TuneConfig
+from medbase_ray.tune.config import TuneConfig, trial_grad_accum
 
 
 class ModelConfig(StrictModel):
@@ -105,6 +105,12 @@ class PipelineConfig(StrictModel):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _trial_batch(self) -> PipelineConfig:
+        if self.tune.trial_num_workers is not None:
+            trial_grad_accum(self.train, self.tune.trial_num_workers)  # raises naming both
+        return self
 
 
 class ConfigError(ValueError):

@@ -42,7 +42,8 @@ from medbase_ray.serve.app import derive_model_id, wait_until_interrupted
 # short teacher answers (the untrained tiny model writes noise, so long ones only cost
 # time) and a sweep of two mixtures, a few steps each (a ranking on the dev split, not a
 # training): the mixture in proportion to the prepared tokens (the preset's own) against
-# a tempered one (p ~ tokens^0.5, as mT5 / XLM-R sample languages); no proposal trial.
+# a tempered one (p ~ tokens^0.5, as mT5 / XLM-R sample languages), side by side with one
+# worker each (the same global batch); no proposal trial.
 DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
     "rewrite": {"max_tokens": 64},
     "tune": {
@@ -50,6 +51,8 @@ DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
         "temperature_alpha": 0.5,
         "num_samples": 2,
         "trial_max_steps": 10,
+        "trial_num_workers": 1,
+        "max_concurrent_trials": 2,
         "propose": False,
     },
 }

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from medbase_ray.config_base import StrictModel
+from medbase_ray.train.config import TrainConfig
 
 Baseline = Literal["equal", "natural", "temperature", "unimax"]
 
@@ -99,14 +100,29 @@ class TuneConfig(StrictModel):
         default=2, ge=1, description="asha: steps every trial runs before it can be stopped."
     )
     reduction_factor: float = Field(
-        default=2.0,
+        default=3.0,
         gt=1,
-        description="asha: at each rung only the best 1/reduction_factor of the trials go on.",
+        description=(
+            "asha: at each rung only the best 1/reduction_factor of the trials go on "
+            "(3: Hyperband's default eta; Ray's ASHAScheduler defaults to 4)."
+        ),
     )
     max_concurrent_trials: int = Field(
         default=1,
         ge=1,
-        description="Trials at once; each one takes train.num_workers x train.resources_per_worker.",
+        description=(
+            "Trials at once; each one takes its workers (trial_num_workers, else "
+            "train.num_workers) x train.resources_per_worker."
+        ),
+    )
+    trial_num_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Ray Train workers of each trial; None: train.num_workers. Fewer workers a "
+            "trial let more trials run side by side; the global batch stays the same "
+            "(grad_accum_steps x train.num_workers / trial_num_workers, which must be whole)."
+        ),
     )
     trial_max_steps: int = Field(default=50, ge=1, description="Optimizer steps of each trial.")
     eval_steps: int | None = Field(
@@ -172,3 +188,14 @@ class TuneConfig(StrictModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def trial_grad_accum(train: TrainConfig, workers: int) -> int:
+    """grad_accum_steps of a trial on `workers` workers with train's global batch."""
+    rows = train.grad_accum_steps * train.num_workers
+    if rows % workers:
+        raise ValueError(
+            f"tune.trial_num_workers={workers} cannot keep the global batch: "
+            f"train.grad_accum_steps x train.num_workers = {rows} is not a multiple of it"
+        )
+    return rows // workers

@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from medbase_ray.config import PipelineConfig
+from medbase_ray.tune.config import trial_grad_accum
 
 WEIGHT_PREFIX = "w_"
 
@@ -44,6 +45,10 @@ def trial_config(cfg: PipelineConfig, weights: dict[str, float], trial_dir: str)
     trial.mixture.weights = shares(weights)
     trial.mixture.temperature_alpha = None
     trial.train.max_steps = cfg.tune.trial_max_steps
+    workers = cfg.tune.trial_num_workers or cfg.train.num_workers
+    # The same global batch on fewer (or more) workers: each worker accumulates more.
+    trial.train.grad_accum_steps = trial_grad_accum(cfg.train, workers)
+    trial.train.num_workers = workers
     trial.train.dev_benchmark = True
     # Every report carries the dev figures (Tune's searchers and schedulers read them
     # from each one), so reports come only at the evaluation points.

@@ -37,6 +37,20 @@ def test_trial_config_sets_the_mixture_and_a_short_run_in_its_own_dir() -> None:
     assert cfg.mixture.weights == {} and cfg.train.max_steps is None  # the input is untouched
 
 
+def test_trials_on_fewer_workers_keep_the_global_batch() -> None:
+    cfg = load_config(preset="tiny", overrides=["train.num_workers=4", "train.grad_accum_steps=3",
+                                                "tune.trial_num_workers=2"])  # fmt: skip
+    trial = trial_config(cfg, {"en": 1.0}, "/runs/x/tune/trials/t1")
+    assert (trial.train.num_workers, trial.train.grad_accum_steps) == (2, 6)
+    assert (cfg.train.num_workers, cfg.train.grad_accum_steps) == (4, 3)  # untouched
+    unset = trial_config(load_config(preset="tiny"), {"en": 1.0}, "/t")
+    assert unset.train.num_workers == load_config(preset="tiny").train.num_workers
+    # 4 x 3 = 12 rows a step cannot be split evenly over 5 workers: refused at load.
+    with pytest.raises(ConfigError, match="trial_num_workers=5 cannot keep the global batch"):
+        load_config(preset="tiny", overrides=["train.num_workers=4", "train.grad_accum_steps=3",
+                                              "tune.trial_num_workers=5"])  # fmt: skip
+
+
 def test_rank_trials_by_metric_and_mode_with_missing_values_last() -> None:
     rows = [
         {"trial": "a", "dev_accuracy": 0.30, "loss": 2.0},
