@@ -1,7 +1,8 @@
 """The mixture optimizer: parallel trials, early stopping, the regression's proposal.
 
     python benchmarks/tune.py            # parallel: 4 trials of 1200 steps; ASHA/FIFO and
-                                         # the proposal: 6 trials of 8 steps (~40 min)
+                                         # the proposal: 12 trials of 8 steps (~40 min)
+    python benchmarks/tune.py --asha-only    # ASHA/FIFO and the proposal only (~10 min)
     python benchmarks/tune.py --quick    # 2 trials of 2 steps: the parallel figure only
                                          # (~3 min: each trial is a whole Ray Train run)
     python benchmarks/tune.py --parallel-steps 48 --parallel-only   # startup-bound trials
@@ -82,10 +83,16 @@ def main() -> None:
         "--parallel-trials", type=int, default=4, help="trials of the parallel figure (4)"
     )
     parser.add_argument(
+        "--samples", type=int, default=12, help="trials of the ASHA/FIFO sweeps (default 12)"
+    )
+    parser.add_argument(
         "--parallel-only", action="store_true", help="only the sweep against one after another"
     )
+    parser.add_argument(
+        "--asha-only", action="store_true", help="only ASHA against FIFO and the proposal"
+    )
     args = parser.parse_args()
-    n, steps = (2, 2) if args.quick else (6, args.steps)
+    n, steps = (2, 2) if args.quick else (args.samples, args.steps)
     par_n, par_steps = (2, 2) if args.quick else (args.parallel_trials, args.parallel_steps)
     init_ray(num_cpus=2)
     root = Path(tempfile.mkdtemp(prefix="medbase-bench-tune-"))
@@ -94,31 +101,32 @@ def main() -> None:
     prepared = run_prepare(prep_cfg)["output_dir"]
     figures, rows = [], []
 
-    # 1. The sweep against the same trainings one after another.
-    grid = json.dumps([{lang: 1.0 + (i + j) % 3 for j, lang in enumerate(LANGS)}
-                       for i in range(par_n)])  # fmt: skip
-    par_cfg = load_config(preset="tiny", overrides=sweep_overrides(
-        root, "parallel", par_steps, 1, "tune.search=grid", f"tune.grid={grid}",
-        "tune.baselines=[]", "tune.propose=false"))  # fmt: skip
-    # One training first, untimed: the first run of a session compiles DeepSpeed's CPU op
-    # and fills caches, a cost neither side should carry (2 steps do it).
-    warm = par_cfg.model_copy(deep=True)
-    warm.tune.trial_max_steps = 2
-    run_train(trial_config(warm, shares(json.loads(grid)[0]), str(root / "warm")),
-              data_dir=prepared)  # fmt: skip
-    _, sweep_s = timed(lambda: run_tune(par_cfg, data_dir=prepared))
+    if not args.asha_only:
+        # 1. The sweep against the same trainings one after another.
+        grid = json.dumps([{lang: 1.0 + (i + j) % 3 for j, lang in enumerate(LANGS)}
+                           for i in range(par_n)])  # fmt: skip
+        par_cfg = load_config(preset="tiny", overrides=sweep_overrides(
+            root, "parallel", par_steps, 1, "tune.search=grid", f"tune.grid={grid}",
+            "tune.baselines=[]", "tune.propose=false"))  # fmt: skip
+        # One training first, untimed: the first run of a session compiles DeepSpeed's CPU op
+        # and fills caches, a cost neither side should carry (2 steps do it).
+        warm = par_cfg.model_copy(deep=True)
+        warm.tune.trial_max_steps = 2
+        run_train(trial_config(warm, shares(json.loads(grid)[0]), str(root / "warm")),
+                  data_dir=prepared)  # fmt: skip
+        _, sweep_s = timed(lambda: run_tune(par_cfg, data_dir=prepared))
 
-    def one_after_another() -> None:
-        for i, point in enumerate(json.loads(grid)):
-            run_train(trial_config(par_cfg, shares(point), str(root / "serial" / str(i))),
-                      data_dir=prepared)  # fmt: skip
+        def one_after_another() -> None:
+            for i, point in enumerate(json.loads(grid)):
+                run_train(trial_config(par_cfg, shares(point), str(root / "serial" / str(i))),
+                          data_dir=prepared)  # fmt: skip
 
-    _, serial_s = timed(one_after_another)
-    speedup = serial_s / sweep_s
-    rows.append((f"{par_n} trials of {par_steps} steps: sweep vs one after another", f"{sweep_s:.0f} s vs {serial_s:.0f} s",
-                 f"{speedup:.2f}x", ">= 1.6x"))  # fmt: skip
-    figures.append({"name": "tune_parallel_speedup", "value": round(speedup, 3), "goal": 1.6,
-                    "higher_is_better": True})  # fmt: skip
+        _, serial_s = timed(one_after_another)
+        speedup = serial_s / sweep_s
+        rows.append((f"{par_n} trials of {par_steps} steps: sweep vs one after another", f"{sweep_s:.0f} s vs {serial_s:.0f} s",
+                     f"{speedup:.2f}x", ">= 1.6x"))  # fmt: skip
+        figures.append({"name": "tune_parallel_speedup", "value": round(speedup, 3), "goal": 1.6,
+                        "higher_is_better": True})  # fmt: skip
 
     if not (args.quick or args.parallel_only):
         # 2. ASHA against FIFO on the same random trials; 3. the proposal (FIFO sweep).

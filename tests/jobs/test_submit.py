@@ -3,8 +3,8 @@ authentication (tests/jobs/conftest.py), exactly as docs/README give the command
 working dir is uploaded (without .git, .venv, data and run outputs: jobs/runtime_env.yaml)
 and the job runs with the cluster's Python.
 
-The tiny preset, kept short: a few rewrite passages, two tune trials of two steps, a few
-train steps and a benchmark of one item per language.
+The tiny preset, kept short: a few rewrite passages, two tune trials of two steps side
+by side, a few train steps and a benchmark of one item per language.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def short_run(tmp_path: Path) -> list[str]:
         f"eval.benchmark={bench}",
         "tune.num_samples=2",
         "tune.trial_max_steps=2",
+        # The two trials side by side, one worker each (the same global batch).
+        "tune.trial_num_workers=1",
+        "tune.max_concurrent_trials=2",
         "train.max_steps=3",
         f"serve.port={free_port()}",
     ]
