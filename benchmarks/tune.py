@@ -103,28 +103,28 @@ def main() -> None:
 
     if not args.asha_only:
         # 1. The sweep against the same trainings one after another.
-        grid = json.dumps([{lang: 1.0 + (i + j) % 3 for j, lang in enumerate(LANGS)}
-                           for i in range(par_n)])  # fmt: skip
+        points = [{lang: 1.0 + (i + j) % 3 for j, lang in enumerate(LANGS)}
+                  for i in range(par_n)]  # fmt: skip
         par_cfg = load_config(preset="tiny", overrides=sweep_overrides(
-            root, "parallel", par_steps, 1, "tune.search=grid", f"tune.grid={grid}",
+            root, "parallel", par_steps, 1, "tune.search=grid", f"tune.grid={json.dumps(points)}",
             "tune.baselines=[]", "tune.propose=false"))  # fmt: skip
         # One training first, untimed: the first run of a session compiles DeepSpeed's CPU op
         # and fills caches, a cost neither side should carry (2 steps do it).
         warm = par_cfg.model_copy(deep=True)
         warm.tune.trial_max_steps = 2
-        run_train(trial_config(warm, shares(json.loads(grid)[0]), str(root / "warm")),
+        run_train(trial_config(warm, shares(points[0]), str(root / "warm")),
                   data_dir=prepared)  # fmt: skip
         _, sweep_s = timed(lambda: run_tune(par_cfg, data_dir=prepared))
 
         def one_after_another() -> None:
-            for i, point in enumerate(json.loads(grid)):
+            for i, point in enumerate(points):
                 run_train(trial_config(par_cfg, shares(point), str(root / "serial" / str(i))),
                           data_dir=prepared)  # fmt: skip
 
         _, serial_s = timed(one_after_another)
         speedup = serial_s / sweep_s
-        rows.append((f"{par_n} trials of {par_steps} steps: sweep vs one after another", f"{sweep_s:.0f} s vs {serial_s:.0f} s",
-                     f"{speedup:.2f}x", ">= 1.6x"))  # fmt: skip
+        rows.append((f"{par_n} trials of {par_steps} steps: sweep vs one after another",
+                     f"{sweep_s:.0f} s vs {serial_s:.0f} s", f"{speedup:.2f}x", ">= 1.6x"))  # fmt: skip
         figures.append({"name": "tune_parallel_speedup", "value": round(speedup, 3), "goal": 1.6,
                         "higher_is_better": True})  # fmt: skip
 
