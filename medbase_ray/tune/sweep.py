@@ -235,16 +235,28 @@ def collect_trials(
 
 def figures_by_step(result) -> dict[str, dict[str, float]]:
     """{step (as a string, as JSON keeps it): the dev figures the trial reported then}:
-    every report of the trial, from Tune's own record of them."""
+    every report of the trial's last run, from Tune's own record of them.
+
+    A trial still running when the driver died is run again from its start on
+    `--resume`, and Tune appends the new run's reports to the old ones; a step that
+    does not follow the one before starts the record over, so the figures are those
+    of the run `Result.metrics` ends (which ASHA may stop earlier than the first)."""
     frame = getattr(result, "metrics_dataframe", None)
     if frame is None or "step" not in frame:
         return {}
     keys = [c for c in frame.columns if c.startswith("dev_")]
     out: dict[str, dict[str, float]] = {}
+    last = -1
     for record in frame[["step", *keys]].to_dict("records"):
+        if record["step"] != record["step"]:  # NaN: a report without a step
+            continue
+        step = int(record["step"])
+        if step <= last:
+            out = {}
+        last = step
         figures = {k: float(v) for k, v in record.items() if k in keys and v == v}  # not NaN
-        if figures and record["step"] == record["step"]:
-            out[str(int(record["step"]))] = figures
+        if figures:
+            out[str(step)] = figures
     return out
 
 

@@ -163,6 +163,29 @@ def test_asha_leaving_too_few_finished_trials_fits_at_its_first_rung() -> None:
     assert fit_and_propose(rows, tune)["fit_step"] == 8
 
 
+def test_a_trial_run_again_on_resume_keeps_its_last_runs_figures() -> None:
+    """A trial running when the driver died reported steps 2 and 4, then ran again from
+    its start on --resume and was stopped at step 2: Tune's record holds both runs, the
+    trial's figures by step only the last (as its final metrics do)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from medbase_ray.tune.sweep import figures_by_step
+
+    frame = pd.DataFrame({"step": [2, 4, 2], "dev_accuracy": [0.2, 0.3, 0.25],
+                          "loss": [3.0, 2.5, 2.9]})  # fmt: skip
+    assert figures_by_step(SimpleNamespace(metrics_dataframe=frame)) == {
+        "2": {"dev_accuracy": 0.25}
+    }
+    once = frame.iloc[:2]
+    assert figures_by_step(SimpleNamespace(metrics_dataframe=once)) == {
+        "2": {"dev_accuracy": 0.2}, "4": {"dev_accuracy": 0.3}}  # fmt: skip
+    # A report without dev figures (a training-loss report) leaves the record as it is.
+    mixed = pd.DataFrame({"step": [1, 2, 3], "dev_accuracy": [float("nan"), 0.2, float("nan")]})
+    assert figures_by_step(SimpleNamespace(metrics_dataframe=mixed)) == {"2": {"dev_accuracy": 0.2}}
+
+
 def test_best_under_floors_and_the_pareto_front() -> None:
     rows = [
         {"trial": "a", "dev_accuracy": 0.50, "dev_accuracy_en": 0.70, "dev_accuracy_zh": 0.30},
