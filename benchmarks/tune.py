@@ -21,7 +21,7 @@ One local Ray of 2 CPUs, the embedded tiny model, the bundled sample prepared in
   each run's first and last log row (dev accuracy is logged every sixth of a trial).
 - ASHA against FIFO on the same random trials (same seed): the trial-steps ASHA spent,
   as a share of FIFO's, and whether it still found FIFO's best objective. Goal: <= 60%.
-  Rungs at a ninth, a third and all of the trial (reduction factor 3); a third row gives
+  Rungs at a ninth, a third and all of the trial (reduction factor 3); a further row gives
   the rank correlation of FIFO's trials at the first rung with their end: ASHA's
   premise, which a tiny model's first steps on a 20-items-a-language dev set barely hold.
 - the regression's proposal (trained as the final trial) against the best random trial
@@ -187,7 +187,7 @@ def main() -> None:
         # FIFO ran every trial to the end, reporting at every rung: how far does it hold here?
         rho = spearman([r["by_step"][str(every)]["dev_accuracy"] for r in sweep_only],
                        [r["dev_accuracy"] for r in sweep_only])  # fmt: skip
-        verdict = ("all tie there" if math.isnan(rho)
+        verdict = ("a side all ties" if math.isnan(rho)  # spearman: nan when one is constant
                    else "ASHA's premise holds" if rho >= 0.5 else "rung 1 is mostly noise")  # fmt: skip
         rows.append((f"FIFO trials: Spearman of step {every} (ASHA's first rung) with step {steps}",
                      f"{rho:.2f}", verdict, "(report)"))  # fmt: skip
